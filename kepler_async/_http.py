@@ -1,0 +1,289 @@
+"""The one boundary to httpx.
+
+Only this module touches httpx. It adds authentication and identification headers,
+sends, reads JSON, retries transient failures by the rules below, and turns every
+httpx exception and every non-2xx status into the error tree, ``from`` the original.
+
+Retry rules:
+
+- A *safe* request (a GET) is retried on connect errors, timeouts, dropped
+  connections and 5xx answers, with capped, jittered backoff that honours
+  ``Retry-After``.
+- A *billed* request (a POST that may start paid work) is sent again only when it
+  surely never reached the server (the connection was never made) or the server said
+  it started nothing (``never_started``). If it may have arrived and no answer came
+  back, ``SubmitUncertain`` is raised instead of paying twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import attrs
+import httpx
+
+from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, USER_AGENT
+from ._exceptions import (
+    APIError,
+    ClientClosed,
+    KeplerError,
+    ProtocolError,
+    SubmitUncertain,
+    TransportError,
+)
+from ._policies import RetryPolicy
+from ._serde import excerpt, parse_json
+
+__all__ = ["HttpBoundary", "Reply", "map_httpx_error"]
+
+logger = logging.getLogger("kepler_async")
+
+ErrorMapper = Callable[..., APIError]
+
+# Most specific first. The flag says whether the request may have reached the server.
+_TRANSPORT_ERRORS: tuple[tuple[type[Exception], str, bool], ...] = (
+    (httpx.ConnectTimeout, "timed out connecting", False),
+    (httpx.PoolTimeout, "timed out waiting for a free connection", False),
+    (httpx.ReadTimeout, "timed out waiting for the response", True),
+    (httpx.WriteTimeout, "timed out sending the request", True),
+    (httpx.TimeoutException, "timed out", True),
+    (httpx.ConnectError, "could not connect", False),
+    (httpx.ReadError, "the connection failed while reading the response", True),
+    (httpx.WriteError, "the connection failed while sending the request", True),
+    (httpx.CloseError, "the connection failed while closing", True),
+    (httpx.NetworkError, "network error", True),
+    (httpx.ProxyError, "the proxy refused the connection", False),
+    (httpx.UnsupportedProtocol, "unsupported URL scheme", False),
+    (httpx.LocalProtocolError, "the request could not be encoded", False),
+    (httpx.RemoteProtocolError, "the server broke the HTTP protocol or hung up", True),
+    (httpx.TransportError, "transport error", True),
+    (httpx.InvalidURL, "invalid URL", False),
+    (httpx.CookieConflict, "cookie conflict", False),
+    (httpx.StreamError, "stream misuse", False),
+)
+
+# Errors worth trying again: the network or the server may do better next time.
+_TRANSIENT = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+
+HTTPX_ERRORS: tuple[type[Exception], ...] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpx.CookieConflict,
+    httpx.StreamError,
+)
+
+
+def map_httpx_error(error: Exception, *, method: str, path: str, billed: bool) -> KeplerError:
+    """The exception of our tree for an httpx exception (the caller raises it ``from``)."""
+    if isinstance(error, httpx.DecodingError):
+        return ProtocolError(f"{method} {path}: the response body could not be decoded")
+    if isinstance(error, httpx.TooManyRedirects):
+        return ProtocolError(f"{method} {path}: too many redirects")
+    if isinstance(error, httpx.HTTPStatusError):
+        status = error.response.status_code
+        return APIError(f"HTTP {status}", status=status, method=method, path=path)
+    for cls, what, sent in _TRANSPORT_ERRORS:
+        if isinstance(error, cls):
+            detail = str(error)
+            message = f"{what} ({type(error).__name__}{': ' + detail if detail else ''})"
+            if billed and sent:
+                return SubmitUncertain(
+                    message + "; the request may have started billed work, so it was not "
+                    "sent again",
+                    method=method,
+                    path=path,
+                    request_sent=True,
+                )
+            return TransportError(message, method=method, path=path, request_sent=sent)
+    return TransportError(
+        f"unexpected {type(error).__name__}", method=method, path=path, request_sent=True
+    )
+
+
+@attrs.frozen
+class Reply:
+    """A successful (2xx) answer: status, decoded JSON body, lower-cased headers."""
+
+    status: int
+    body: object
+    headers: Mapping[str, str]
+
+
+@attrs.define
+class HttpBoundary:
+    """Sends requests for one API with one key; owns the httpx client only if it made it."""
+
+    _api_key: str = attrs.field(repr=False)
+    _base_url: str
+    _auth_header: str
+    _map_error: ErrorMapper = attrs.field(repr=False)
+    _never_started: Callable[[APIError], bool] = attrs.field(repr=False)
+    _client: httpx.AsyncClient = attrs.field(repr=False)
+    _owns_client: bool
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    _sleep: Callable[[float], Awaitable[None]] = attrs.field(default=anyio.sleep, repr=False)
+    _rand: Callable[[], float] = attrs.field(default=random.random, repr=False)
+    _closed: bool = False
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        api_key: str,
+        base_url: str,
+        auth_header: str,
+        map_error: ErrorMapper,
+        never_started: Callable[[APIError], bool],
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> HttpBoundary:
+        owns = http_client is None
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(timeout, connect=min(timeout, DEFAULT_CONNECT_TIMEOUT)),
+                follow_redirects=False,
+            )
+        return cls(
+            api_key=api_key,
+            base_url=base_url.rstrip("/"),
+            auth_header=auth_header,
+            map_error=map_error,
+            never_started=never_started,
+            client=http_client,
+            owns_client=owns,
+            retry=retry or RetryPolicy(),
+            sleep=sleep,
+            rand=rand,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        billed: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> Reply:
+        """Send ``method path`` (a path on the base URL, already percent-encoded).
+
+        Returns the 2xx ``Reply``; raises from the error tree otherwise.
+        """
+        if self._closed:
+            raise ClientClosed()
+        policy = retry or self.retry
+        attempt = 1
+        while True:
+            try:
+                try:
+                    return await self._send_once(
+                        method, path, params=params, json=json, billed=billed
+                    )
+                except KeplerError as error:
+                    self._scrub(error)
+                    raise
+            except (TransportError, APIError) as error:
+                if self._closed or attempt >= policy.attempts or not self._retryable(error, billed):
+                    raise
+                retry_after = error.retry_after if isinstance(error, APIError) else None
+                delay = policy.delay(attempt, retry_after=retry_after, rand=self._rand)
+                logger.debug(
+                    "retrying %s %s in %.2fs after attempt %d: %s",
+                    method,
+                    path,
+                    delay,
+                    attempt,
+                    error,
+                )
+                await self._sleep(delay)
+                attempt += 1
+
+    def _scrub(self, error: KeplerError) -> None:
+        """Remove the API key from an error's text, should a server ever echo it."""
+        key = self._api_key
+        if key and any(key in str(arg) for arg in error.args):
+            error.args = tuple(str(arg).replace(key, "***") for arg in error.args)
+            error.message = error.message.replace(key, "***")
+
+    def _retryable(self, error: KeplerError, billed: bool) -> bool:
+        if isinstance(error, TransportError):
+            cause = error.__cause__
+            transient = isinstance(cause, _TRANSIENT)
+            return transient and not (billed and error.request_sent)
+        if isinstance(error, APIError):
+            if billed:
+                return self._never_started(error)
+            return error.status >= 500
+        return False
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        billed: bool,
+    ) -> Reply:
+        headers = {
+            self._auth_header: self._api_key,
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        try:
+            response = await self._client.request(
+                method,
+                self._base_url + path,
+                params=params,
+                json=json,
+                headers=headers,
+            )
+        except HTTPX_ERRORS as error:
+            raise map_httpx_error(error, method=method, path=path, billed=billed) from error
+        lowered = {k.lower(): v for k, v in response.headers.items()}
+        raw = response.content
+        status = response.status_code
+        what = f"{method} {path} -> {status}"
+        if status >= 400:
+            try:
+                body: object = parse_json(raw, what=what) if raw else None
+            except ProtocolError:
+                body = None  # a proxy's HTML error page: the status still says what happened
+            api_error = self._map_error(status, body, lowered, method=method, path=path)
+            if body is None and raw:
+                api_error.message = f"{api_error.message} (body: {excerpt(raw, 80)!r})"
+                api_error.args = (api_error.message,)
+            raise api_error
+        if not 200 <= status < 300:
+            raise ProtocolError(f"{what}: unexpected status; body: {excerpt(raw)!r}")
+        return Reply(status=status, body=parse_json(raw, what=what), headers=lowered)

@@ -1,0 +1,127 @@
+"""Small pure policies the I/O loops call: backoff delays and ``Retry-After``.
+
+Nothing here sleeps or sends; tables in ``tests/test_policies.py`` pin them down.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+import attrs
+
+__all__ = ["RetryPolicy", "backoff_delay", "parse_retry_after"]
+
+
+def _finite_non_negative(name: str) -> Callable[[object, attrs.Attribute[float], float], None]:
+    def check(_: object, __: attrs.Attribute[float], value: float) -> None:
+        if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if math.isinf(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How the HTTP layer retries a transient failure (connect error, timeout, 5xx).
+
+    ``attempts`` counts every try, the first included: ``attempts=1`` never retries.
+    Delays grow ``initial * multiplier**n`` up to ``cap``, with full jitter of
+    ``jitter`` (0.5 means anywhere from 50 % to 100 % of the nominal delay). A
+    ``Retry-After`` from the server wins when it is longer, up to ``max_retry_after``.
+    """
+
+    attempts: int = attrs.field(default=3)
+    initial: float = attrs.field(default=0.5, validator=_finite_non_negative("initial"))
+    multiplier: float = attrs.field(default=2.0, validator=_finite_non_negative("multiplier"))
+    cap: float = attrs.field(default=8.0, validator=_finite_non_negative("cap"))
+    jitter: float = attrs.field(default=0.5, validator=_finite_non_negative("jitter"))
+    max_retry_after: float = attrs.field(
+        default=60.0, validator=_finite_non_negative("max_retry_after")
+    )
+
+    @attempts.validator
+    def _check_attempts(self, _: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"attempts must be an integer >= 1, got {value!r}")
+
+    @jitter.validator
+    def _check_jitter(self, _: attrs.Attribute[float], value: float) -> None:
+        if value > 1:
+            raise ValueError(f"jitter must be between 0 and 1, got {value!r}")
+
+    def delay(
+        self,
+        retry: int,
+        *,
+        retry_after: float | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
+        nominal = backoff_delay(
+            retry - 1,
+            initial=self.initial,
+            multiplier=self.multiplier,
+            cap=self.cap,
+            jitter=self.jitter,
+            rand=rand,
+        )
+        if retry_after is not None:
+            return max(nominal, min(retry_after, self.max_retry_after))
+        return nominal
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    initial: float,
+    multiplier: float,
+    cap: float,
+    jitter: float,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """``min(cap, initial * multiplier**attempt)``, reduced by up to ``jitter`` of itself.
+
+    ``attempt`` starts at 0. ``rand`` returns a float in [0, 1); the result lies in
+    ``[nominal * (1 - jitter), nominal]``, so it never exceeds ``cap``.
+    """
+    if attempt < 0:
+        raise ValueError("attempt must be >= 0")
+    try:
+        nominal = min(cap, initial * multiplier**attempt)
+    except OverflowError:
+        nominal = cap
+    return nominal * (1.0 - jitter * rand())
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP date.
+
+    Returns None when the header is absent or unreadable; a date in the past gives 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isnan(seconds) or math.isinf(seconds):
+            return None
+        return max(0.0, seconds)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())

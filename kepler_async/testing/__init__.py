@@ -1,0 +1,51 @@
+"""Test without a key: simulators of the APIs kepler_async speaks, and pytest fixtures.
+
+Needs the ``sim`` extra (``pip install "kepler-async[sim]"``)::
+
+    from kepler_async import AsyncKepler
+    from kepler_async.testing import KeplerSimulator, LIVE_KEY, SIM_BASE_URL, asgi_transport
+
+    sim = KeplerSimulator(time_scale=0.01)          # a 60 s cold run takes 0.6 s
+    kepler = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=asgi_transport(sim))
+"""
+
+from __future__ import annotations
+
+from ._clock import ManualClock
+from ._faults import Fault, FaultPlan
+from ._kepler_sim import (
+    DEFAULT_FAILURE_MIX,
+    FREE_KEY,
+    LIVE_KEY,
+    OTHER_KEY,
+    SANDBOX_KEY,
+    KeplerSimulator,
+    SimCounters,
+    SimJob,
+    SimResponse,
+)
+from ._server import serve
+from ._sim_app import SIM_BASE_URL, asgi_transport, create_app
+from ._sim_data import PLANS, SANDBOX_DOMAINS, Plan
+
+__all__ = [
+    "DEFAULT_FAILURE_MIX",
+    "FREE_KEY",
+    "LIVE_KEY",
+    "OTHER_KEY",
+    "PLANS",
+    "SANDBOX_DOMAINS",
+    "SANDBOX_KEY",
+    "SIM_BASE_URL",
+    "Fault",
+    "FaultPlan",
+    "KeplerSimulator",
+    "ManualClock",
+    "Plan",
+    "SimCounters",
+    "SimJob",
+    "SimResponse",
+    "asgi_transport",
+    "create_app",
+    "serve",
+]

@@ -1,0 +1,126 @@
+"""The Kepler simulator as a Starlette ASGI app, and an httpx transport into it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ._faults import Fault
+from ._kepler_sim import UNAUTHORIZED, KeplerSimulator, SimKey, SimResponse
+
+__all__ = ["SIM_BASE_URL", "asgi_transport", "create_app"]
+
+#: The base URL to pair with ``asgi_transport``: any host works in-process.
+SIM_BASE_URL = "http://kepler.simulator"
+
+Handler = Callable[[Request, SimKey], Awaitable[SimResponse]]
+
+
+def _respond(result: SimResponse) -> Response:
+    return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
+
+
+def _fault_response(fault: Fault) -> Response:
+    if fault.kind == "malformed":
+        return Response("<html><body>upstream hiccup", status_code=200, media_type="text/html")
+    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+    return JSONResponse({"error": fault.code}, status_code=fault.status, headers=headers)
+
+
+def create_app(sim: KeplerSimulator) -> Starlette:
+    """An ASGI app serving ``sim`` with every endpoint of the Kepler OpenAPI file."""
+
+    def endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            sim.counters.requests[name] += 1
+            fault = sim.faults.take(request.method, request.url.path)
+            if fault is not None and fault.kind == "delay" and not fault.after_processing:
+                await anyio.sleep(fault.delay)
+            if fault is not None and fault.kind != "delay" and not fault.after_processing:
+                return _fault_response(fault)
+            key = sim.authenticate(request.headers)
+            result = UNAUTHORIZED if key is None else await handler(request, key)
+            if fault is not None and fault.after_processing:
+                if fault.kind == "delay":
+                    await anyio.sleep(fault.delay)
+                else:
+                    return _fault_response(fault)
+            return _respond(result)
+
+        return serve
+
+    async def post_score(request: Request, key: SimKey) -> SimResponse:
+        raw = await request.body()
+        try:
+            body: object = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        return sim.post_score(key, body)
+
+    async def get_score(request: Request, key: SimKey) -> SimResponse:
+        return sim.get_score(key, request.path_params["domain"])
+
+    async def history(request: Request, key: SimKey) -> SimResponse:
+        return sim.history(key, request.path_params["domain"], request.query_params)
+
+    async def cohort(request: Request, key: SimKey) -> SimResponse:
+        return sim.cohort(key, request.path_params["domain"])
+
+    async def confidence(request: Request, key: SimKey) -> SimResponse:
+        return sim.confidence(key, request.path_params["domain"])
+
+    async def distribution(request: Request, key: SimKey) -> SimResponse:
+        return sim.distribution(key)
+
+    async def movers(request: Request, key: SimKey) -> SimResponse:
+        return sim.movers(key, request.query_params.get("window"))
+
+    async def signals(request: Request, key: SimKey) -> SimResponse:
+        return sim.signals(key)
+
+    async def usage(request: Request, key: SimKey) -> SimResponse:
+        return sim.usage(key)
+
+    async def get_job(request: Request, key: SimKey) -> SimResponse:
+        return sim.get_job(key, request.path_params["job_id"])
+
+    routes = [
+        Route("/v1/score", endpoint("POST /v1/score", post_score), methods=["POST"]),
+        Route("/v1/score/{domain}", endpoint("GET /v1/score", get_score), methods=["GET"]),
+        Route(
+            "/v1/score/{domain}/history",
+            endpoint("GET /v1/score/history", history),
+            methods=["GET"],
+        ),
+        Route("/v1/company/{domain}/cohort", endpoint("GET /v1/cohort", cohort), methods=["GET"]),
+        Route(
+            "/v1/company/{domain}/confidence",
+            endpoint("GET /v1/confidence", confidence),
+            methods=["GET"],
+        ),
+        Route("/v1/distribution", endpoint("GET /v1/distribution", distribution), methods=["GET"]),
+        Route("/v1/movers", endpoint("GET /v1/movers", movers), methods=["GET"]),
+        Route("/v1/signals", endpoint("GET /v1/signals", signals), methods=["GET"]),
+        Route("/v1/usage", endpoint("GET /v1/usage", usage), methods=["GET"]),
+        Route("/v1/jobs/{job_id}", endpoint("GET /v1/jobs", get_job), methods=["GET"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "not found"}, status_code=404)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "method not allowed"}, status_code=405)
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+
+
+def asgi_transport(sim: KeplerSimulator) -> httpx.ASGITransport:
+    """An httpx transport that sends requests straight into ``sim`` (no sockets)."""
+    return httpx.ASGITransport(app=create_app(sim))

@@ -1,0 +1,91 @@
+"""Backoff and Retry-After are pure functions; tables pin them down."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+import pytest
+
+from kepler_async import RetryPolicy
+from kepler_async._policies import backoff_delay, parse_retry_after
+
+NOW = datetime(2026, 5, 12, 18, 30, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(None, None, id="absent"),
+        pytest.param("", None, id="empty"),
+        pytest.param("0", 0.0, id="zero"),
+        pytest.param("120", 120.0, id="seconds"),
+        pytest.param(" 7 ", 7.0, id="padded"),
+        pytest.param("1.5", 1.5, id="fractional"),
+        pytest.param("-3", 0.0, id="negative-clamped"),
+        pytest.param("Tue, 12 May 2026 18:31:00 GMT", 60.0, id="http-date"),
+        pytest.param("Tue, 12 May 2026 18:29:00 GMT", 0.0, id="http-date-past"),
+        pytest.param("soon", None, id="garbage"),
+        pytest.param("nan", None, id="nan"),
+        pytest.param("inf", None, id="inf"),
+    ],
+)
+def test_parse_retry_after(value, expected) -> None:
+    assert parse_retry_after(value, now=NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("attempt", "rand", "expected"),
+    [
+        (0, 0.0, 1.0),
+        (1, 0.0, 2.0),
+        (2, 0.0, 4.0),
+        (3, 0.0, 5.0),  # capped
+        (50, 0.0, 5.0),  # no overflow
+        (2, 0.999999, 2.000002),  # jitter takes up to half off
+        (2, 0.5, 3.0),
+    ],
+)
+def test_backoff_grows_caps_and_jitters(attempt, rand, expected) -> None:
+    delay = backoff_delay(
+        attempt, initial=1.0, multiplier=2.0, cap=5.0, jitter=0.5, rand=lambda: rand
+    )
+    assert math.isclose(delay, expected, rel_tol=1e-5)
+
+
+def test_backoff_never_exceeds_cap_whatever_the_draw() -> None:
+    for attempt in range(12):
+        for draw in (0.0, 0.3, 0.99):
+            d = backoff_delay(
+                attempt, initial=0.5, multiplier=3, cap=8, jitter=1.0, rand=lambda d=draw: d
+            )
+            assert 0.0 <= d <= 8.0
+
+
+def test_retry_policy_prefers_a_longer_retry_after_up_to_its_cap() -> None:
+    policy = RetryPolicy(initial=1.0, multiplier=2.0, cap=10.0, jitter=0.0, max_retry_after=30)
+    assert policy.delay(1) == 1.0
+    assert policy.delay(2) == 2.0
+    assert policy.delay(1, retry_after=5.0) == 5.0
+    assert policy.delay(1, retry_after=0.2) == 1.0
+    assert policy.delay(1, retry_after=3600.0) == 30.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"attempts": 0},
+        {"attempts": 1.5},
+        {"attempts": True},
+        {"initial": -1.0},
+        {"initial": math.nan},
+        {"cap": math.inf},
+        {"multiplier": math.nan},
+        {"jitter": 1.5},
+        {"max_retry_after": -2},
+    ],
+    ids=str,
+)
+def test_retry_policy_rejects_bad_values(kwargs) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        RetryPolicy(**kwargs)

@@ -1,0 +1,74 @@
+"""The client against the simulator over real HTTP: uvicorn on 127.0.0.1, a free port."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import kepler_async as ka
+from kepler_async import AsyncKepler
+from kepler_async.testing import LIVE_KEY, SANDBOX_KEY, KeplerSimulator
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_every_endpoint_over_http(kepler_sim: KeplerSimulator, kepler_sim_url: str) -> None:
+    assert kepler_sim_url.startswith("http://127.0.0.1:")
+    async with AsyncKepler(SANDBOX_KEY, base_url=kepler_sim_url) as kepler:
+        assert (await kepler.get_score("acme.test")).composite_score == 67.2
+        assert len([r async for r in kepler.iter_history("acme.test", page_size=2)]) >= 4
+        assert (await kepler.cohort("cohort.test")).cohort.count == 12
+        assert (await kepler.confidence("acme.test")).band is ka.ConfidenceBand.HIGH
+        assert (await kepler.distribution()).universe.count == 12
+        assert (await kepler.movers("30d")).gainers
+        assert len((await kepler.signals()).signals) == 67
+        assert (await kepler.usage()).mode == "sandbox"
+    assert kepler_sim.counters.requests["GET /v1/signals"] == 1
+
+
+async def test_cold_job_lifecycle_over_http(kepler_sim_url: str, kepler_sim: KeplerSimulator):
+    kepler_sim.script("stripe.com", duration=0.0)
+    async with httpx.AsyncClient(base_url=kepler_sim_url) as http:
+        accepted = await http.post(
+            "/v1/score", json={"domain": "stripe.com"}, headers={"X-API-Key": LIVE_KEY}
+        )
+    assert accepted.status_code == 202
+    async with AsyncKepler(LIVE_KEY, base_url=kepler_sim_url) as kepler:
+        job = await kepler.get_job(accepted.json()["job_id"])
+        assert job.status is ka.JobStatus.COMPLETE
+        assert job.score_url is not None
+        assert (await kepler.get_score("stripe.com")).domain == "stripe.com"
+        with pytest.raises(ka.NotFound):
+            await kepler.get_score("never-scored.com")
+    assert kepler_sim.counters.cold_runs_billed["stripe.com"] == 1
+
+
+async def test_connection_refused_is_a_transport_error() -> None:
+    import socket
+
+    with socket.socket() as probe:  # find a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with AsyncKepler(
+        LIVE_KEY, base_url=f"http://127.0.0.1:{port}", retry=ka.RetryPolicy(attempts=1)
+    ) as kepler:
+        with pytest.raises(ka.TransportError) as info:
+            await kepler.usage()
+    assert info.value.request_sent is False
+    assert LIVE_KEY not in str(info.value)
+
+
+async def test_a_slow_answer_times_out_as_a_transport_error(
+    kepler_sim: KeplerSimulator, kepler_sim_url: str
+) -> None:
+    kepler_sim.add_fault("delay", path="/v1/usage", delay=0.5)
+    async with AsyncKepler(
+        LIVE_KEY, base_url=kepler_sim_url, timeout=0.05, retry=ka.RetryPolicy(attempts=1)
+    ) as kepler:
+        with pytest.raises(ka.TransportError, match="timed out"):
+            await kepler.usage()

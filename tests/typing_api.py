@@ -1,0 +1,74 @@
+"""Type-checked only (``mypy --strict tests/typing_api.py``), never run.
+
+Calls every public signature so that a change to one shows up as a type error here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+
+import kepler_async as ka
+from kepler_async.testing import (
+    LIVE_KEY,
+    SIM_BASE_URL,
+    KeplerSimulator,
+    ManualClock,
+    asgi_transport,
+)
+
+
+async def every_call() -> None:
+    clock = ManualClock()
+    sim = KeplerSimulator(seed=1, time_scale=0.01, clock=clock, failure_mix={"sfn_failed": 0.1})
+    sim.add_key("ki_live_mine", plan="growth", account="acct_me")
+    sim.seed_score("stripe.com", age=60.0)
+    sim.script("stripe.com", failure_reason="sfn_timed_out", duration=30.0)
+    sim.add_fault("status", path="/v1/usage", status=503, times=2)
+    clock.advance(1.0)
+    billed: int = sim.counters.cold_runs_billed["stripe.com"]
+
+    kepler = ka.AsyncKepler(
+        LIVE_KEY,
+        base_url=SIM_BASE_URL,
+        transport=asgi_transport(sim),
+        timeout=10.0,
+        retry=ka.RetryPolicy(attempts=2, initial=0.1, multiplier=2.0, cap=1.0, jitter=0.5),
+    )
+    async with kepler as k:
+        score: ka.Score = await k.get_score("stripe.com")
+        when: datetime = score.scored_at
+        rating: ka.KIRating | str = score.ki_rating
+        job: ka.Job = await k.get_job("9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
+        page: ka.HistoryPage = await k.history("stripe.com", limit=10, cursor=None)
+        async for record in k.iter_history("stripe.com", page_size=50, max_records=100):
+            value: float = record.composite_score
+        cohort: ka.Cohort = await k.cohort("stripe.com")
+        confidence: ka.Confidence = await k.confidence("stripe.com")
+        distribution: ka.Distribution = await k.distribution()
+        movers: ka.Movers = await k.movers(ka.MoversWindow.DAYS_7)
+        movers = await k.movers("90d")
+        manifest: ka.SignalsManifest = await k.signals()
+        usage: ka.Usage = await k.usage()
+    await kepler.aclose()
+    closed: bool = kepler.closed
+    name: str = ka.normalize_domain("https://www.stripe.com")
+    async with httpx.AsyncClient() as http:
+        ka.AsyncKepler(LIVE_KEY, http_client=http)
+    del billed, when, rating, job, page, value, cohort, confidence, distribution
+    del movers, manifest, usage, closed, name
+
+
+def errors(error: ka.KeplerError) -> None:
+    if isinstance(error, ka.RateLimited):
+        wait: float | None = error.retry_after
+        reason: str | None = error.reason
+        del wait, reason
+    if isinstance(error, ka.JobFailed):
+        retry: bool = error.retryable
+        job_id: str = error.job_id
+        del retry, job_id
+    if isinstance(error, ka.TransportError):
+        sent: bool = error.request_sent
+        del sent
