@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._batch import ScoreOutcome
 from ._client import AsyncKepler
 from ._domains import normalize_domain
 from ._exceptions import (
@@ -25,6 +26,7 @@ from ._exceptions import (
     PipelineAborted,
     PipelineFailed,
     PipelineTimedOut,
+    PollingCancelled,
     ProtocolError,
     RateLimited,
     SandboxOnly,
@@ -32,6 +34,7 @@ from ._exceptions import (
     SubmitUncertain,
     TransportError,
 )
+from ._handle import JobHandle, ScoreJob
 from ._models import (
     BucketComparison,
     Buckets,
@@ -67,7 +70,8 @@ from ._models import (
     Usage,
     XKepler,
 )
-from ._policies import RetryPolicy
+from ._policies import PollPolicy, RetryPolicy
+from ._scheduler import SchedulerStatistics
 from ._version import __version__
 
 __all__ = [
@@ -101,6 +105,7 @@ __all__ = [
     "JobAccepted",
     "JobFailed",
     "JobForbidden",
+    "JobHandle",
     "JobNotFound",
     "JobStatus",
     "KIRating",
@@ -114,6 +119,8 @@ __all__ = [
     "PipelineAborted",
     "PipelineFailed",
     "PipelineTimedOut",
+    "PollPolicy",
+    "PollingCancelled",
     "ProfileSplit",
     "ProtocolError",
     "Rank",
@@ -121,7 +128,10 @@ __all__ = [
     "ResultRef",
     "RetryPolicy",
     "SandboxOnly",
+    "SchedulerStatistics",
     "Score",
+    "ScoreJob",
+    "ScoreOutcome",
     "ServerError",
     "Signal",
     "SignalsManifest",

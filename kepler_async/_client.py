@@ -2,103 +2,85 @@
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import AsyncIterator, Mapping
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
-from typing import TypeVar
+from typing import Final
 
+import anyio
 import httpx
+from anyio.abc import TaskGroup
 
-from ._constants import (
-    API_KEY_ENV,
-    API_KEY_PREFIXES,
-    DEFAULT_BASE_URL,
-    DEFAULT_TIMEOUT,
-    HISTORY_DEFAULT_LIMIT,
-    HISTORY_MAX_LIMIT,
+from ._batch import ScoreOutcome, score_many
+from ._config import resolve_api_key, resolve_base_url
+from ._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_OUTSTANDING, DEFAULT_TIMEOUT
+from ._domains import normalize_domain, validate_job_id
+from ._endpoints import KeplerEndpoints
+from ._exceptions import (
+    AuthenticationError,
+    ClientClosed,
+    ConfigurationError,
+    KeplerError,
+    RateLimited,
+    SubmitUncertain,
 )
-from ._domains import normalize_domain, path_segment, validate_job_id
-from ._exceptions import ClientClosed, ConfigurationError, InvalidInput
+from ._handle import ScoreJob
 from ._http import HttpBoundary
+from ._jobapi import Done
+from ._kepler_dialect import KeplerDialect
 from ._kepler_errors import kepler_error, kepler_submit_never_started
-from ._models import (
-    Cohort,
-    Confidence,
-    Distribution,
-    HistoryPage,
-    HistoryRecord,
-    Job,
-    Movers,
-    MoversWindow,
-    Score,
-    SignalsManifest,
-    Usage,
-)
-from ._policies import RetryPolicy
-from ._serde import decode
+from ._models import Score
+from ._policies import PollPolicy, RetryPolicy
+from ._scheduler import Scheduler, SchedulerStatistics
 
-__all__ = ["AsyncKepler"]
-
-T = TypeVar("T")
-
-BASE_URL_ENV = "KEPLER_BASE_URL"
-_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+__all__ = ["DEFAULT", "AsyncKepler"]
 
 
-def _resolve_api_key(api_key: str | None) -> str:
-    if api_key is None:
-        api_key = os.environ.get(API_KEY_ENV)
-        if not api_key:
-            raise ConfigurationError(
-                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable "
-                "(a 'ki_test_' key works against the sandbox and the simulator)"
-            )
-    if not isinstance(api_key, str):
-        raise ConfigurationError(f"api_key must be a string, not {type(api_key).__name__}")
-    api_key = api_key.strip()
-    if not api_key.startswith(API_KEY_PREFIXES):
-        raise ConfigurationError(
-            "the API key does not look like a Kepler key: expected it to start with "
-            "'ki_live_' (live) or 'ki_test_' (sandbox)"
-        )
-    if not _KEY_CHARS.match(api_key) or len(api_key) <= len("ki_live_"):
-        raise ConfigurationError(
-            "the API key is malformed: expected 'ki_live_' or 'ki_test_' followed by "
-            "printable ASCII characters and no spaces"
-        )
-    return api_key
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
 
 
-def _resolve_base_url(base_url: str | None) -> str:
-    if base_url is None:
-        base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-    try:
-        url = httpx.URL(base_url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"base_url {base_url!r} is not a URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(
-            f"base_url {base_url!r} needs an http:// or https:// scheme and a host, "
-            "as in 'https://api.keplerinsights.us'"
-        )
-    if url.query or url.fragment:
-        raise ConfigurationError(f"base_url {base_url!r} must not carry a query or fragment")
-    return str(url).rstrip("/")
+#: "Use the client's poll policy deadline" (``None`` means no deadline at all).
+DEFAULT: Final = _Default()
 
 
-class AsyncKepler:
+class _Flight:
+    """One submit in progress, shared by every caller asking for the same domain."""
+
+    __slots__ = ("_done", "error", "job")
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self.job: ScoreJob | None = None
+        self.error: BaseException | None = None
+
+    def finish(self, job: ScoreJob | None, error: BaseException | None) -> None:
+        self.job, self.error = job, error
+        self._done.set()
+
+    async def wait(self) -> ScoreJob:
+        await self._done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.job is not None
+        return self.job
+
+
+class AsyncKepler(KeplerEndpoints):
     """An async client for the Kepler Insights API.
 
     Use it as an async context manager, or (in a notebook, or for the life of a web
     app) create it once and ``await client.aclose()`` when done::
 
         async with AsyncKepler() as kepler:       # key from KEPLER_API_KEY
-            score = await kepler.get_score("stripe.com")
+            score = await kepler.score("stripe.com")
 
     ``base_url`` defaults to ``KEPLER_BASE_URL`` or the production API. An
     ``http_client`` you pass is used as it is and left open for you to close; a
     ``transport`` (such as the simulator's) goes into an httpx client this one owns.
+    ``poll_policy`` sets how jobs are polled (and their default deadline);
+    ``max_in_flight`` bounds concurrent requests, polls and submits together.
     """
 
     def __init__(
@@ -110,13 +92,17 @@ class AsyncKepler:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
+        poll_policy: PollPolicy | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
-        key = _resolve_api_key(api_key)
-        url = _resolve_base_url(base_url)
+        key = resolve_api_key(api_key)
+        url = resolve_base_url(base_url)
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
+        if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
+            raise ConfigurationError("poll_policy must be a PollPolicy")
         self._sandbox = key.startswith("ki_test_")
         self._http = HttpBoundary.create(
             api_key=key,
@@ -129,11 +115,29 @@ class AsyncKepler:
             timeout=float(timeout),
             retry=retry,
         )
+        try:
+            self._scheduler = Scheduler(self._http, max_in_flight=max_in_flight)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(str(exc)) from None
+        self._dialect = KeplerDialect(base_url=url)
+        self._policy = poll_policy or self._dialect.default_policy
+        self._tg: TaskGroup | None = None
+        self._submitting: dict[str, _Flight] = {}
+        self._by_domain: dict[str, ScoreJob] = {}
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def __aenter__(self) -> AsyncKepler:
         self._check_open()
+        if self._tg is None and not self._scheduler.running:
+            tg = anyio.create_task_group()
+            await tg.__aenter__()
+            try:
+                await tg.start(self._scheduler.run)
+            except BaseException:
+                await tg.__aexit__(*sys.exc_info())
+                raise
+            self._tg = tg
         return self
 
     async def __aexit__(
@@ -142,15 +146,24 @@ class AsyncKepler:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            await self.aclose()
+        finally:
+            tg, self._tg = self._tg, None
+            if tg is not None:
+                await tg.__aexit__(exc_type, exc, tb)
 
     async def aclose(self) -> None:
-        """Close the client (and the httpx client, if this client made it). Idempotent."""
+        """Stop polling, fail unfinished jobs with ``ClientClosed``, close. Idempotent.
+
+        The jobs go on server-side; their ids are on the ``ClientClosed`` errors.
+        """
+        await self._scheduler.close()
         await self._http.aclose()
 
     @property
     def closed(self) -> bool:
-        return self._http.closed
+        return self._http.closed or self._scheduler.closed
 
     @property
     def base_url(self) -> str:
@@ -161,113 +174,185 @@ class AsyncKepler:
         """True for a ``ki_test_`` key: canned data for the four ``.test`` domains."""
         return self._sandbox
 
+    @property
+    def poll_policy(self) -> PollPolicy:
+        return self._policy
+
     def __repr__(self) -> str:
         key = "ki_test_***" if self._sandbox else "ki_live_***"
-        state = "closed" if self.closed else "open"
-        return f"<AsyncKepler base_url={self.base_url!r} key={key} {state}>"
+        if self.closed:
+            return f"<AsyncKepler base_url={self.base_url!r} key={key} closed>"
+        stats = self._scheduler.statistics()
+        return (
+            f"<AsyncKepler base_url={self.base_url!r} key={key} open, "
+            f"{stats.jobs_pending} jobs pending>"
+        )
 
     def _check_open(self) -> None:
         if self.closed:
             raise ClientClosed("this AsyncKepler is closed; create a new one")
 
-    async def _get(
-        self, path: str, cls: type[T], params: Mapping[str, str | int] | None = None
-    ) -> T:
-        self._check_open()
-        reply = await self._http.request("GET", path, params=params)
-        return decode(cls, reply.body, what=f"GET {path}")
+    def _policy_for(self, deadline: float | _Default | None) -> PollPolicy:
+        if isinstance(deadline, _Default):
+            return self._policy
+        return self._policy.with_deadline(deadline)
 
-    # --- plain endpoints ---------------------------------------------------------------
+    def statistics(self) -> SchedulerStatistics:
+        """A snapshot of the poll scheduler's counters."""
+        return self._scheduler.statistics()
 
-    async def get_score(self, domain: str) -> Score:
-        """The latest stored score for ``domain``, whatever its age. Never starts a run.
+    # --- scoring ------------------------------------------------------------------------
 
-        Raises ``NotFound`` if the domain was never scored.
-        """
-        name = normalize_domain(domain)
-        return await self._get(f"/v1/score/{path_segment(name)}", Score)
-
-    async def get_job(self, job_id: str) -> Job:
-        """One look at a cold job (``GET /v1/jobs/{job_id}``)."""
-        canonical = validate_job_id(job_id)
-        return await self._get(f"/v1/jobs/{path_segment(canonical)}", Job)
-
-    async def history(
-        self, domain: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> HistoryPage:
-        """One page of past runs for ``domain``, newest first."""
-        name = normalize_domain(domain)
-        params: dict[str, str | int] = {}
-        if limit is not None:
-            params["limit"] = _check_limit(limit)
-        if cursor is not None:
-            if not isinstance(cursor, str) or not cursor:
-                raise InvalidInput("cursor must be a non-empty string", value=repr(cursor)[:100])
-            params["cursor"] = cursor
-        return await self._get(f"/v1/score/{path_segment(name)}/history", HistoryPage, params)
-
-    async def iter_history(
+    async def score(
         self,
         domain: str,
         *,
-        page_size: int = HISTORY_DEFAULT_LIMIT,
-        max_records: int | None = None,
-    ) -> AsyncIterator[HistoryRecord]:
-        """Every past run for ``domain``, newest first, following ``next_cursor``."""
-        page_size = _check_limit(page_size)
-        if max_records is not None and (isinstance(max_records, bool) or max_records < 0):
-            raise InvalidInput("max_records must be >= 0", value=repr(max_records))
-        seen = 0
-        cursor: str | None = None
-        while max_records is None or seen < max_records:
-            page = await self.history(domain, limit=page_size, cursor=cursor)
-            for record in page.records:
-                if max_records is not None and seen >= max_records:
-                    return
-                seen += 1
-                yield record
-            if not page.next_cursor or not page.records:
-                return
-            cursor = page.next_cursor
+        force_fresh: bool = False,
+        deadline: float | _Default | None = DEFAULT,
+    ) -> Score:
+        """The score of ``domain``: inline when cached, else after its cold job finishes.
 
-    async def cohort(self, domain: str) -> Cohort:
-        """How ``domain`` ranks against peers of its sector, geography and profile."""
+        Raises ``JobFailed`` (a subclass per failure reason), ``DeadlineExceeded``
+        (the job keeps running; ``resume`` it), or an ``APIError``.
+        """
+        job = await self.submit(domain, force_fresh=force_fresh, deadline=deadline)
+        return await job
+
+    async def submit(
+        self,
+        domain: str,
+        *,
+        force_fresh: bool = False,
+        deadline: float | _Default | None = DEFAULT,
+    ) -> ScoreJob:
+        """Ask for a score and return its handle once the API has answered the POST.
+
+        The handle is already done for a cached score. Concurrent calls for the same
+        domain share one POST and one job. ``deadline`` (seconds, None for none)
+        bounds the polling; it defaults to the poll policy's.
+        """
+        self._check_open()
         name = normalize_domain(domain)
-        return await self._get(f"/v1/company/{path_segment(name)}/cohort", Cohort)
+        policy = self._policy_for(deadline)
+        await self._scheduler.wait_running()
+        job = self._by_domain.get(name)
+        if job is not None and not job.done():
+            return job
+        flight = self._submitting.get(name)
+        if flight is None:
+            flight = _Flight()
+            self._submitting[name] = flight
+            # The POST runs in the driver's task group, not in the caller's task: if
+            # the caller is cancelled, the answer (and its job id) is still kept.
+            self._scheduler.start_soon(self._run_submit, name, bool(force_fresh), policy, flight)
+        return await flight.wait()
 
-    async def confidence(self, domain: str) -> Confidence:
-        """How much of ``domain``'s score rests on real data."""
-        name = normalize_domain(domain)
-        return await self._get(f"/v1/company/{path_segment(name)}/confidence", Confidence)
-
-    async def distribution(self) -> Distribution:
-        """Score histograms over the whole scored universe."""
-        return await self._get("/v1/distribution", Distribution)
-
-    async def movers(self, window: MoversWindow | str = MoversWindow.DAYS_30) -> Movers:
-        """Top 20 gainers and decliners over ``window`` (``7d``, ``30d`` or ``90d``)."""
+    async def _run_submit(
+        self, domain: str, force_fresh: bool, policy: PollPolicy, flight: _Flight
+    ) -> None:
+        request = self._dialect.submit_request(domain, force_fresh=force_fresh)
+        job: ScoreJob | None = None
+        error: BaseException | None = None
         try:
-            value = MoversWindow(window).value
-        except ValueError:
-            raise InvalidInput(
-                f"window must be one of '7d', '30d', '90d', not {window!r}",
-                value=repr(window)[:100],
-            ) from None
-        return await self._get("/v1/movers", Movers, {"window": value})
+            async with self._scheduler.limiter:
+                reply = await self._http.request(
+                    request.method, request.path, json=request.json, billed=True
+                )
+            state = self._dialect.classify_submit(reply.status, reply.body)
+            if isinstance(state, Done):
+                job = ScoreJob(None, domain)
+                job._resolve(state.result)
+                self._scheduler.record_submit(started=False)
+            else:
+                job = ScoreJob(
+                    state.job_id,
+                    state.subject or domain,
+                    api=self._dialect,
+                    policy=policy,
+                    scheduler=self._scheduler,
+                )
+                self._scheduler.record_submit(started=True)
+                self._scheduler.watch(job)
+                self._track(domain, job)
+        except RateLimited as exc:
+            self._scheduler.pause(exc.retry_after)
+            error = exc
+        except AuthenticationError as exc:
+            self._scheduler.fail_all(exc)
+            error = exc
+        except KeplerError as exc:
+            error = exc
+        except BaseException:
+            error = SubmitUncertain(
+                "the client closed while the score request was in flight",
+                method="POST",
+                path="/v1/score",
+                request_sent=True,
+            )
+            raise
+        finally:
+            self._submitting.pop(domain, None)
+            flight.finish(job, error)
 
-    async def signals(self) -> SignalsManifest:
-        """The manifest of the signals the engine scores."""
-        return await self._get("/v1/signals", SignalsManifest)
+    def _track(self, domain: str, job: ScoreJob) -> None:
+        self._by_domain[domain] = job
 
-    async def usage(self) -> Usage:
-        """This month's usage counters and plan limits (reading them is free)."""
-        return await self._get("/v1/usage", Usage)
+        def untrack(finished: object) -> None:
+            if self._by_domain.get(domain) is finished:
+                del self._by_domain[domain]
 
+        job.add_done_callback(untrack)
 
-def _check_limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= HISTORY_MAX_LIMIT:
-        raise InvalidInput(
-            f"limit must be an integer from 1 to {HISTORY_MAX_LIMIT}, got {limit!r}",
-            value=repr(limit)[:100],
+    def resume(
+        self,
+        job_id: str,
+        *,
+        domain: str | None = None,
+        deadline: float | _Default | None = DEFAULT,
+    ) -> ScoreJob:
+        """Attach to a job submitted earlier (by this or another process).
+
+        Returns the same handle if this client already watches the job. The first
+        poll goes out at once. Call it from async code (it needs the event loop).
+        """
+        self._check_open()
+        canonical = validate_job_id(job_id)
+        name = normalize_domain(domain) if domain is not None else None
+        policy = self._policy_for(deadline)
+        existing = self._scheduler.find(canonical)
+        if existing is not None:
+            assert isinstance(existing, ScoreJob)
+            return existing
+        self._scheduler.ensure_running()
+        job = ScoreJob(canonical, name, api=self._dialect, policy=policy, scheduler=self._scheduler)
+        self._scheduler.watch(job, first_poll_now=True)
+        return job
+
+    def score_many(
+        self,
+        domains: Iterable[str] | AsyncIterable[str],
+        *,
+        max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
+        force_fresh: bool = False,
+        deadline: float | _Default | None = DEFAULT,
+    ) -> AsyncIterator[ScoreOutcome]:
+        """Score many domains; yield one ``ScoreOutcome`` per input as they finish.
+
+        Inputs that normalise to the same domain share one job. At most
+        ``max_outstanding`` jobs are submitted and unfinished at a time. After
+        ``ColdBudgetExhausted`` nothing more is submitted and the remaining inputs
+        come out ``not_attempted``. Bad domains come out as ``InvalidDomain`` failures.
+        """
+        self._check_open()
+        policy = self._policy_for(deadline)
+        if isinstance(max_outstanding, bool) or not isinstance(max_outstanding, int):
+            raise ConfigurationError("max_outstanding must be an integer")
+        if max_outstanding < 1:
+            raise ConfigurationError(f"max_outstanding must be >= 1, got {max_outstanding}")
+        return score_many(
+            self,
+            domains,
+            max_outstanding=max_outstanding,
+            force_fresh=force_fresh,
+            deadline=policy.deadline,
         )
-    return limit

@@ -16,3 +16,10 @@ DEFAULT_TIMEOUT = 30.0
 #: History page size the API uses when none is given, and its bounds.
 HISTORY_DEFAULT_LIMIT = 100
 HISTORY_MAX_LIMIT = 500
+
+#: Requests in flight at once (polls, submits, result reads). httpx's pool slows
+#: down sharply past ~10 concurrent requests (see the README's Performance section).
+DEFAULT_MAX_IN_FLIGHT = 10
+
+#: Jobs ``score_many`` keeps submitted and unfinished at once.
+DEFAULT_MAX_OUTSTANDING = 1000

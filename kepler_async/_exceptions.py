@@ -22,6 +22,7 @@ Every failure the library raises is a ``KeplerError``::
     │   ├── PipelineAborted
     │   └── NoScoreRecord
     ├── DeadlineExceeded (job_id, domain)
+    ├── PollingCancelled (job_id)
     ├── ProtocolError (malformed body, missing field, foreign score_url)
     ├── ClientClosed (job_id)
     ├── ConfigurationError (also a ValueError)
@@ -56,6 +57,7 @@ __all__ = [
     "PipelineAborted",
     "PipelineFailed",
     "PipelineTimedOut",
+    "PollingCancelled",
     "ProtocolError",
     "RateLimited",
     "SandboxOnly",
@@ -240,6 +242,14 @@ class DeadlineExceeded(KeplerError):
 
 class ProtocolError(KeplerError):
     """The API answered with something we cannot read: not JSON, wrong shape, foreign URL."""
+
+
+class PollingCancelled(KeplerError):
+    """``cancel()`` stopped local polling of a job; the job goes on server-side."""
+
+    def __init__(self, message: str, *, job_id: str | None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class ClientClosed(KeplerError):

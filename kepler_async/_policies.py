@@ -10,10 +10,11 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import attrs
 
-__all__ = ["RetryPolicy", "backoff_delay", "parse_retry_after"]
+__all__ = ["PollPolicy", "RetryPolicy", "backoff_delay", "parse_retry_after"]
 
 
 def _finite_non_negative(name: str) -> Callable[[object, attrs.Attribute[float], float], None]:
@@ -125,3 +126,60 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         when = when.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
     return max(0.0, (when - now).total_seconds())
+
+
+def _optional_deadline(_: object, __: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"deadline must be a number of seconds > 0 or None, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"deadline must be > 0 seconds (or None for none), got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """When to poll one job: exponential backoff with jitter, and a real deadline.
+
+    The first poll comes ``first_delay`` seconds after the job was accepted; each next
+    one ``interval * multiplier**n`` later, capped at ``cap``, each delay reduced by up
+    to ``jitter`` of itself so that jobs started together spread out. ``deadline``
+    (seconds from acceptance, None for none) is a hard stop: the last poll happens at
+    the deadline, then the handle fails with ``DeadlineExceeded``.
+
+    Transient errors (timeouts, connect errors, 5xx) are retried on the same schedule.
+    """
+
+    first_delay: float = attrs.field(default=20.0, validator=_finite_non_negative("first_delay"))
+    interval: float = attrs.field(default=4.0, validator=_finite_non_negative("interval"))
+    multiplier: float = attrs.field(default=1.1, validator=_finite_non_negative("multiplier"))
+    cap: float = attrs.field(default=10.0, validator=_finite_non_negative("cap"))
+    jitter: float = attrs.field(default=0.1, validator=_finite_non_negative("jitter"))
+    deadline: float | None = attrs.field(default=180.0, validator=_optional_deadline)
+
+    @jitter.validator
+    def _check_jitter(self, _: attrs.Attribute[float], value: float) -> None:
+        if value > 1:
+            raise ValueError(f"jitter must be between 0 and 1, got {value!r}")
+
+    @multiplier.validator
+    def _check_multiplier(self, _: attrs.Attribute[float], value: float) -> None:
+        if value < 1:
+            raise ValueError(f"multiplier must be >= 1, got {value!r}")
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds before poll number ``attempt + 1`` (``attempt`` 0 is the first poll)."""
+        if attempt == 0:
+            return self.first_delay * (1.0 - self.jitter * rand())
+        return backoff_delay(
+            attempt - 1,
+            initial=self.interval,
+            multiplier=self.multiplier,
+            cap=self.cap,
+            jitter=self.jitter,
+            rand=rand,
+        )
+
+    def with_deadline(self, deadline: float | None) -> PollPolicy:
+        """This policy with another deadline (validated)."""
+        return attrs.evolve(self, deadline=deadline)

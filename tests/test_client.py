@@ -85,7 +85,9 @@ def test_repr_shows_state_but_never_the_key() -> None:
     text = repr(client)
     assert secret not in text
     assert "0123456789" not in text
-    assert text == "<AsyncKepler base_url='https://api.example.test' key=ki_live_*** open>"
+    assert text == (
+        "<AsyncKepler base_url='https://api.example.test' key=ki_live_*** open, 0 jobs pending>"
+    )
 
 
 # --- lifecycle ------------------------------------------------------------------------

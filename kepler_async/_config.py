@@ -1,0 +1,57 @@
+"""Settings a client is built from: the API key and the base URL, checked early."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import httpx
+
+from ._constants import API_KEY_ENV, API_KEY_PREFIXES, DEFAULT_BASE_URL
+from ._exceptions import ConfigurationError
+
+__all__ = ["BASE_URL_ENV", "resolve_api_key", "resolve_base_url"]
+
+BASE_URL_ENV = "KEPLER_BASE_URL"
+_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV)
+        if not api_key:
+            raise ConfigurationError(
+                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable "
+                "(a 'ki_test_' key works against the sandbox and the simulator)"
+            )
+    if not isinstance(api_key, str):
+        raise ConfigurationError(f"api_key must be a string, not {type(api_key).__name__}")
+    api_key = api_key.strip()
+    if not api_key.startswith(API_KEY_PREFIXES):
+        raise ConfigurationError(
+            "the API key does not look like a Kepler key: expected it to start with "
+            "'ki_live_' (live) or 'ki_test_' (sandbox)"
+        )
+    if not _KEY_CHARS.match(api_key) or len(api_key) <= len("ki_live_"):
+        raise ConfigurationError(
+            "the API key is malformed: expected 'ki_live_' or 'ki_test_' followed by "
+            "printable ASCII characters and no spaces"
+        )
+    return api_key
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    if base_url is None:
+        base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(f"base_url {base_url!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"base_url {base_url!r} needs an http:// or https:// scheme and a host, "
+            "as in 'https://api.keplerinsights.us'"
+        )
+    if url.query or url.fragment:
+        raise ConfigurationError(f"base_url {base_url!r} must not carry a query or fragment")
+    return str(url).rstrip("/")

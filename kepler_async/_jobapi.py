@@ -1,0 +1,120 @@
+"""What the engine needs to know about one job API: a sans-IO protocol.
+
+A *dialect* builds the requests (submit, poll, result) and classifies the answers; it
+never sends anything. The engine (``_scheduler``) does all I/O and timing, so one
+scheduler can drive jobs of several APIs at once. Every class here is vendor-neutral.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+import attrs
+
+from ._exceptions import KeplerError
+from ._policies import PollPolicy
+
+__all__ = [
+    "Accepted",
+    "Done",
+    "Failed",
+    "Fetch",
+    "JobApi",
+    "Pending",
+    "PollState",
+    "Request",
+    "SubmitState",
+]
+
+R = TypeVar("R")
+
+
+@attrs.frozen(kw_only=True)
+class Request:
+    """One HTTP request to make, as data. ``path`` is already percent-encoded."""
+
+    method: str
+    path: str
+    params: Mapping[str, str | int] | None = None
+    json: Any = None
+    headers: Mapping[str, str] | None = None
+    #: True when sending it may start paid work (then it is never blindly re-sent).
+    billed: bool = False
+
+
+@attrs.frozen
+class Pending:
+    """The job is still running: poll again later. ``subject`` names what it is about."""
+
+    subject: str | None = None
+
+
+@attrs.frozen
+class Fetch:
+    """The job is done; its result is read with one more request."""
+
+    request: Request
+    subject: str | None = None
+
+
+@attrs.frozen
+class Done(Generic[R]):
+    """The job is done and this is its result.
+
+    ``duration`` is how long the server says the job ran (seconds), when it says.
+    """
+
+    result: R
+    duration: float | None = None
+
+
+@attrs.frozen
+class Failed:
+    """The job ended in failure; ``error`` is what its handle raises."""
+
+    error: KeplerError
+
+
+@attrs.frozen
+class Accepted:
+    """A submit queued a job that must be polled."""
+
+    job_id: str
+    subject: str | None = None
+    created_at: datetime | None = None
+
+
+PollState = Pending | Fetch | Done[Any] | Failed
+SubmitState = Accepted | Done[Any]
+
+
+class JobApi(Protocol[R]):
+    """How to drive the jobs of one API. Implementations are pure and reusable."""
+
+    @property
+    def name(self) -> str:
+        """Short vendor name used in messages and statistics ("kepler", "deepidv"...)."""
+        ...
+
+    @property
+    def default_policy(self) -> PollPolicy:
+        """The vendor's polling guidance, used when a call does not give its own."""
+        ...
+
+    def poll_request(self, job_id: str) -> Request:
+        """The request that reads the job's state."""
+        ...
+
+    def classify_poll(self, job_id: str, subject: str | None, body: object) -> PollState:
+        """Turn a poll answer into pending / fetch / done / failed."""
+        ...
+
+    def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[R]:
+        """Turn the answer to a ``Fetch`` request into the result."""
+        ...
+
+    def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
+        """The error for a ``Fetch`` that failed for good (for example a 404)."""
+        ...

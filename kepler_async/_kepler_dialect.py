@@ -1,0 +1,134 @@
+"""The Kepler dialect of the job engine: requests and answers of the scoring API."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import attrs
+
+from ._domains import path_segment
+from ._exceptions import (
+    JobFailed,
+    KeplerError,
+    NoScoreRecord,
+    NotFound,
+    PipelineAborted,
+    PipelineFailed,
+    PipelineTimedOut,
+    ProtocolError,
+)
+from ._jobapi import Accepted, Done, Failed, Fetch, Pending, PollState, Request
+from ._models import Job, JobAccepted, JobStatus, Score
+from ._policies import PollPolicy
+from ._serde import decode
+
+__all__ = ["FAILURE_CLASSES", "KeplerDialect", "failure_for"]
+
+FAILURE_CLASSES: dict[str, type[JobFailed]] = {
+    "sfn_failed": PipelineFailed,
+    "sfn_timed_out": PipelineTimedOut,
+    "sfn_aborted": PipelineAborted,
+    "scoring_completed_no_record": NoScoreRecord,
+}
+
+_FAILURE_TEXT = {
+    "sfn_failed": "the scoring pipeline raised an exception",
+    "sfn_timed_out": "the scoring pipeline timed out (usually transient: try again)",
+    "sfn_aborted": "an operator aborted the run",
+    "scoring_completed_no_record": (
+        "the run finished but wrote no score (thin data?); see confidence()"
+    ),
+}
+
+#: Kepler's runs take 25-90 s. The first poll waits until most could be done; then
+#: polls come every ~5 s (the documented cadence), growing slowly for the long tail.
+KEPLER_POLICY = PollPolicy(
+    first_delay=28.0, interval=5.0, multiplier=1.02, cap=10.0, jitter=0.1, deadline=180.0
+)
+
+
+def failure_for(job_id: str, domain: str | None, reason: str | None) -> JobFailed:
+    """The exception for a ``failed`` job; unknown reasons give the base ``JobFailed``."""
+    cls = FAILURE_CLASSES.get(reason or "", JobFailed)
+    text = _FAILURE_TEXT.get(reason or "", "the job failed for a reason this client does not know")
+    return cls(text, job_id=job_id, domain=domain, failure_reason=reason)
+
+
+@attrs.frozen
+class KeplerDialect:
+    """Builds Kepler's requests and reads its answers. Pure: no I/O, no clock."""
+
+    base_url: str
+    name: str = "kepler"
+    default_policy: PollPolicy = KEPLER_POLICY
+
+    # --- submit ---------------------------------------------------------------------
+
+    def submit_request(self, domain: str, *, force_fresh: bool = False) -> Request:
+        body: dict[str, object] = {"domain": domain}
+        if force_fresh:
+            body["force_fresh"] = True
+        return Request(method="POST", path="/v1/score", json=body, billed=True)
+
+    def classify_submit(self, status: int, body: object) -> Accepted | Done[Score]:
+        """200 carries the score; 202 a job to poll."""
+        if status == 202:
+            accepted = decode(JobAccepted, body, what="POST /v1/score -> 202")
+            return Accepted(job_id=accepted.job_id, subject=accepted.domain)
+        if status == 200:
+            return Done(decode(Score, body, what="POST /v1/score -> 200"))
+        raise ProtocolError(f"POST /v1/score: unexpected status {status}")
+
+    # --- poll -----------------------------------------------------------------------
+
+    def poll_request(self, job_id: str) -> Request:
+        return Request(method="GET", path=f"/v1/jobs/{path_segment(job_id)}")
+
+    def classify_poll(self, job_id: str, subject: str | None, body: object) -> PollState:
+        job = decode(Job, body, what=f"GET /v1/jobs/{job_id}")
+        domain = job.domain or subject
+        if job.status is JobStatus.PENDING:
+            return Pending(domain)
+        if job.status is JobStatus.COMPLETE:
+            ref_domain = job.result_ref.domain if job.result_ref else None
+            fallback = ref_domain or domain
+            if job.score_url:
+                path = self.score_path(job.score_url)
+            elif fallback:
+                path = f"/v1/score/{path_segment(fallback)}"
+            else:
+                raise ProtocolError(f"job {job_id} is complete but names no domain or score_url")
+            return Fetch(Request(method="GET", path=path), subject=domain)
+        if job.status is JobStatus.FAILED:
+            reason = None if job.failure_reason is None else str(job.failure_reason)
+            return Failed(failure_for(job_id, domain, reason))
+        raise ProtocolError(f"kepler: job {job_id} has an unknown status {str(job.status)!r}")
+
+    def score_path(self, score_url: str) -> str:
+        """``score_url`` as a path on the base URL; another host is a ``ProtocolError``."""
+        parts = urllib.parse.urlsplit(score_url)
+        if parts.scheme or parts.netloc:
+            base = urllib.parse.urlsplit(self.base_url)
+            same = (parts.scheme, parts.netloc.lower()) == (base.scheme, base.netloc.lower())
+            if not same:
+                raise ProtocolError(
+                    f"score_url points to another host ({parts.netloc or parts.scheme!r}); "
+                    "it was not followed, so the API key stayed here"
+                )
+        path = parts.path
+        base_path = urllib.parse.urlsplit(self.base_url).path.rstrip("/")
+        if base_path and path.startswith(base_path + "/"):
+            path = path[len(base_path) :]
+        if not path.startswith("/") or path.startswith("//") or "/../" in path + "/":
+            raise ProtocolError(f"score_url {score_url[:100]!r} is not a path on the API")
+        return path + (f"?{parts.query}" if parts.query else "")
+
+    def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[Score]:
+        return Done(decode(Score, body, what=f"score for job {job_id}"))
+
+    def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
+        if isinstance(error, NotFound):
+            failed = failure_for(job_id, subject, "scoring_completed_no_record")
+            failed.__cause__ = error
+            return failed
+        return error

@@ -1,0 +1,476 @@
+"""The shared poll scheduler: one driver task for any number of jobs of any job API.
+
+The driver keeps a min-heap of handles ordered by their next due time, sleeps until the
+earliest (or until woken by a new, earlier job), and starts each due poll as a short
+task once the ``CapacityLimiter`` of in-flight requests lets it. A pending job costs
+its handle and a heap slot; no task, thread or timer of its own.
+
+Server signals are shared: a 429 pauses all polling until its ``Retry-After``; a 401
+fails every pending handle. Transient failures (timeouts, connect errors, 5xx) are
+retried on the job's schedule until its deadline; the last one rides along as the
+``__cause__`` of ``DeadlineExceeded``. The last poll happens at the deadline.
+
+Vendor-neutral: the API-specific parts come from each handle's ``JobApi``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import attrs
+import sniffio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ._exceptions import (
+    AuthenticationError,
+    ClientClosed,
+    DeadlineExceeded,
+    KeplerError,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
+from ._handle import JobHandle
+from ._http import HttpBoundary
+from ._jobapi import Done, Failed, Fetch, Pending, Request
+from ._policies import RetryPolicy
+
+__all__ = ["Scheduler", "SchedulerStatistics"]
+
+logger = logging.getLogger("kepler_async")
+
+#: uvloop and friends wake timers up to ~1 ms early; anything due that soon is due now.
+_EARLY = 0.001
+#: The engine does its own retrying (on each job's schedule), so requests it sends are
+#: tried once by the HTTP layer.
+_ONCE = RetryPolicy(attempts=1)
+#: How long to pause on a 429 that names no ``Retry-After``.
+DEFAULT_THROTTLE_PAUSE = 5.0
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerStatistics:
+    """A snapshot of what the scheduler has done, for dashboards and tests."""
+
+    jobs_started: int
+    submits_inline: int
+    jobs_pending: int
+    jobs_succeeded: int
+    jobs_failed: int
+    polls_sent: int
+    polls_unchanged: int
+    results_fetched: int
+    transient_errors: int
+    throttle_pauses: int
+    in_flight: int
+    max_in_flight: int
+    paused_for: float
+    next_poll_in: float | None
+
+    @property
+    def polls_per_finished_job(self) -> float:
+        """Polls sent per job that has finished (succeeded or failed)."""
+        finished = self.jobs_succeeded + self.jobs_failed
+        return self.polls_sent / finished if finished else 0.0
+
+
+class Scheduler:
+    """Polls every watched job on its own schedule from one driver task."""
+
+    def __init__(
+        self,
+        http: HttpBoundary,
+        *,
+        max_in_flight: int = 10,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise TypeError("max_in_flight must be an integer")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self._http = http
+        self._max_in_flight = max_in_flight
+        self._rand = rand
+        self._heap: list[JobHandle[Any]] = []
+        self._jobs: dict[str, JobHandle[Any]] = {}
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._tg: TaskGroup | None = None
+        self._wake: anyio.Event | None = None
+        self._sleeping_until = math.inf
+        self._paused_until = -math.inf
+        self._running = False
+        self._closed = False
+        self._stopped: anyio.Event | None = None
+        self._host: Any = None  # the asyncio task hosting ``run`` outside ``async with``
+        self._succeeded = 0
+        self._failed = 0
+        self._polls = 0
+        self._unchanged = 0
+        self._fetched = 0
+        self._transient = 0
+        self._pauses = 0
+        self._started = 0
+        self._inline = 0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def now(self) -> float:
+        """The event loop's clock (nan outside a loop)."""
+        try:
+            return anyio.current_time()
+        except RuntimeError:  # no event loop here (sniffio's and anyio's errors)
+            return math.nan
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Drive polling until ``close()``; start it with ``task_group.start(run)``."""
+        if self._closed:
+            raise ClientClosed()
+        if self._running:
+            raise RuntimeError("this scheduler is already running")
+        self._stopped = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._limiter = anyio.CapacityLimiter(self._max_in_flight)
+                self._running = True
+                task_status.started()
+                await self._drive()
+                tg.cancel_scope.cancel()
+        finally:
+            self._running = False
+            self._tg = None
+            self._stopped.set()
+
+    def ensure_running(self) -> None:
+        """Start the driver in the background if nobody did (notebooks, no ``async with``).
+
+        Only asyncio allows a task outside a task group; on trio open the client with
+        ``async with`` instead.
+        """
+        if self._running or self._host is not None:
+            return
+        if self._closed:
+            raise ClientClosed()
+        if sniffio.current_async_library() != "asyncio":
+            raise KeplerError(
+                "on trio, open the client with `async with` so its poll driver has a home"
+            )
+        import asyncio
+
+        self._host = asyncio.get_running_loop().create_task(self.run(), name="kepler-poll-driver")
+
+    async def wait_running(self) -> None:
+        """Start the driver if needed and return once it accepts work."""
+        self.ensure_running()
+        while not self._running:
+            if self._closed:
+                raise ClientClosed()
+            await anyio.lowlevel.checkpoint()
+
+    async def close(self) -> None:
+        """Stop the driver, fail every unfinished handle with ``ClientClosed``. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._fail_all(lambda job: ClientClosed("the client was closed", job_id=job.job_id))
+        self._wakeup()
+        if self._stopped is not None:
+            with anyio.CancelScope(shield=True):
+                await self._stopped.wait()
+        host, self._host = self._host, None
+        if host is not None:
+            with anyio.CancelScope(shield=True):
+                await host
+
+    def start_soon(self, func: Callable[..., Any], *args: Any) -> None:
+        """Run ``func(*args)`` in the driver's task group (work that must outlive callers)."""
+        if self._tg is None:
+            raise ClientClosed() if self._closed else RuntimeError("the driver is not running")
+        self._tg.start_soon(func, *args)
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The in-flight request limit every request of this client goes through."""
+        if self._limiter is None:
+            raise RuntimeError("the driver is not running")
+        return self._limiter
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def find(self, job_id: str) -> JobHandle[Any] | None:
+        """The pending handle watching ``job_id``, if any."""
+        return self._jobs.get(job_id)
+
+    def watch(self, job: JobHandle[Any], *, first_poll_now: bool = False) -> None:
+        """Start polling ``job`` on its policy's schedule, from now.
+
+        ``first_poll_now`` skips the first delay (for a job resumed from elsewhere,
+        which may have finished long ago).
+        """
+        if self._closed:
+            raise ClientClosed(job_id=job.job_id)
+        assert job.job_id is not None
+        assert job._policy is not None
+        assert job._api is not None
+        now = anyio.current_time()
+        policy = job._policy
+        job._submitted_at = now
+        job._deadline = now + policy.deadline if policy.deadline is not None else math.inf
+        job._attempt = 0
+        self._jobs[job.job_id] = job
+        first = 0.0 if first_poll_now else policy.delay(0, self._rand)
+        self._push(job, min(now + first, job._deadline))
+
+    def record_submit(self, *, started: bool) -> None:
+        """Count a submit: ``started`` a job to poll, or answered inline."""
+        if started:
+            self._started += 1
+        else:
+            self._inline += 1
+
+    def forget(self, job: JobHandle[Any]) -> None:
+        """Stop tracking a handle (it was cancelled); its heap slot is dropped lazily."""
+        if job.job_id is not None and self._jobs.get(job.job_id) is job:
+            del self._jobs[job.job_id]
+
+    def pause(self, retry_after: float | None) -> None:
+        """Pause all polling for ``retry_after`` seconds (a 429 said so)."""
+        seconds = DEFAULT_THROTTLE_PAUSE if retry_after is None else retry_after
+        until = anyio.current_time() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            self._pauses += 1
+            logger.debug("throttled: pausing all polling for %.1fs", seconds)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every pending handle with ``error`` (a 401 said the key is bad)."""
+        self._fail_all(lambda job: error)
+
+    # --- statistics ---------------------------------------------------------------------
+
+    def statistics(self) -> SchedulerStatistics:
+        now = self.now()
+        live = [job for job in self._heap if not job.done()]
+        next_due = min((job._due for job in live), default=None)
+        in_flight = 0
+        if self._limiter is not None:
+            in_flight = int(self._limiter.borrowed_tokens)
+        return SchedulerStatistics(
+            jobs_started=self._started,
+            submits_inline=self._inline,
+            jobs_pending=len(self._jobs),
+            jobs_succeeded=self._succeeded,
+            jobs_failed=self._failed,
+            polls_sent=self._polls,
+            polls_unchanged=self._unchanged,
+            results_fetched=self._fetched,
+            transient_errors=self._transient,
+            throttle_pauses=self._pauses,
+            in_flight=in_flight,
+            max_in_flight=self._max_in_flight,
+            paused_for=max(0.0, self._paused_until - now) if math.isfinite(now) else 0.0,
+            next_poll_in=None if next_due is None else max(0.0, next_due - now),
+        )
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        state = "closed" if self._closed else ("running" if self._running else "idle")
+        text = (
+            f"<Scheduler {state}: {stats.jobs_pending} pending, {stats.jobs_succeeded} done, "
+            f"{stats.jobs_failed} failed, {stats.polls_sent} polls"
+        )
+        if stats.next_poll_in is not None and math.isfinite(stats.next_poll_in):
+            text += f", next poll in {stats.next_poll_in:.1f}s"
+        if stats.paused_for:
+            text += f", paused for {stats.paused_for:.1f}s"
+        return text + ">"
+
+    # --- the driver ---------------------------------------------------------------------
+
+    def _push(self, job: JobHandle[Any], due: float) -> None:
+        job._due = due
+        heapq.heappush(self._heap, job)
+        if due < self._sleeping_until:
+            self._wakeup()
+
+    def _wakeup(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _sleep_until(self, when: float) -> None:
+        self._sleeping_until = when
+        self._wake = anyio.Event()
+        try:
+            with anyio.move_on_after(max(0.0, when - anyio.current_time())):
+                await self._wake.wait()
+        finally:
+            self._wake = None
+            self._sleeping_until = -math.inf
+
+    async def _drive(self) -> None:
+        assert self._limiter is not None
+        assert self._tg is not None
+        heap = self._heap
+        while not self._closed:
+            if not heap:
+                await self._sleep_until(math.inf)
+                continue
+            job = heap[0]
+            if job.done():  # cancelled or failed by a shared signal: drop the stale slot
+                heapq.heappop(heap)
+                continue
+            now = anyio.current_time()
+            if job._due > now + _EARLY:
+                await self._sleep_until(job._due)
+                continue
+            if self._paused_until > now:
+                if job._deadline <= now + _EARLY:
+                    heapq.heappop(heap)
+                    self._deadline_exceeded(job)
+                    continue
+                await self._sleep_until(min(self._paused_until, job._deadline))
+                continue
+            heapq.heappop(heap)
+            await self._limiter.acquire_on_behalf_of(job)
+            self._tg.start_soon(self._step, job)
+
+    async def _step(self, job: JobHandle[Any]) -> None:
+        """One poll of ``job`` (and the result fetch, if the poll says it is done)."""
+        assert self._limiter is not None
+        api, job_id = job._api, job.job_id
+        assert api is not None
+        assert job_id is not None
+        try:
+            while not job.done():
+                fetching = job._fetch is not None
+                request = job._fetch or api.poll_request(job_id)
+                try:
+                    body = await self._send(request)
+                except (TransportError, ServerError) as error:
+                    self._transient += 1
+                    self._reschedule(job, error)
+                    return
+                except RateLimited as error:
+                    self.pause(error.retry_after)
+                    self._reschedule(job, error)
+                    return
+                except AuthenticationError as error:
+                    self.fail_all(error)
+                    return
+                except KeplerError as error:
+                    if fetching:
+                        error = api.result_missing(job_id, job.subject, error)
+                    self._settle(job, error=error)
+                    return
+                if fetching:
+                    self._fetched += 1
+                    self._settle_state(job, api.classify_result, body)
+                    return
+                self._polls += 1
+                if not self._settle_state(job, api.classify_poll, body):
+                    return
+        finally:
+            self._limiter.release_on_behalf_of(job)
+
+    def _settle_state(self, job: JobHandle[Any], classify: Callable[..., Any], body: Any) -> bool:
+        """Apply a classified answer; True when the step should go on to a fetch."""
+        try:
+            state = classify(job.job_id, job.subject, body)
+        except KeplerError as error:  # a ProtocolError: the answer cannot be read
+            self._settle(job, error=error)
+            return False
+        if isinstance(state, Pending):
+            self._unchanged += 1
+            if job.subject is None:
+                job.subject = state.subject
+            self._reschedule(job, None)
+            return False
+        if isinstance(state, Fetch):
+            if job.subject is None:
+                job.subject = state.subject
+            job._fetch = state.request
+            return True
+        if isinstance(state, Done):
+            self._settle(job, result=state.result)
+            return False
+        if isinstance(state, Failed):
+            self._settle(job, error=state.error)
+            return False
+        raise TypeError(f"a dialect returned {state!r}")  # pragma: no cover
+
+    async def _send(self, request: Request) -> object:
+        reply = await self._http.request(
+            request.method,
+            request.path,
+            params=request.params,
+            json=request.json,
+            billed=request.billed,
+            retry=_ONCE,
+        )
+        return reply.body
+
+    def _reschedule(self, job: JobHandle[Any], error: KeplerError | None) -> None:
+        if job.done():
+            return
+        if error is not None:
+            job._last_error = error
+        now = anyio.current_time()
+        if now >= job._deadline - _EARLY:
+            self._deadline_exceeded(job)
+            return
+        job._attempt += 1
+        assert job._policy is not None
+        delay = job._policy.delay(job._attempt, self._rand)
+        due = max(now + delay, self._paused_until)
+        self._push(job, min(due, job._deadline))
+
+    def _deadline_exceeded(self, job: JobHandle[Any]) -> None:
+        policy = job._policy
+        waited = f" after {policy.deadline:g}s" if policy and policy.deadline else ""
+        error = DeadlineExceeded(
+            f"job {job.job_id} ({job.subject}) was still pending at its deadline{waited}; "
+            "it goes on server-side: resume(job_id) picks it up later",
+            job_id=job.job_id,
+            domain=job.subject,
+        )
+        error.__cause__ = job._last_error
+        self._settle(job, error=error)
+
+    def _settle(
+        self, job: JobHandle[Any], *, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        if job.done():
+            return
+        if job.job_id is not None and self._jobs.get(job.job_id) is job:
+            del self._jobs[job.job_id]
+        if error is None:
+            self._succeeded += 1
+            job._resolve(result)
+        else:
+            self._failed += 1
+            logger.debug("job %s failed: %s", job.job_id, error)
+            job._fail(error)
+
+    def _fail_all(self, error_for: Callable[[JobHandle[Any]], BaseException]) -> None:
+        jobs = list(self._jobs.values())
+        self._jobs.clear()
+        self._heap.clear()
+        for job in jobs:
+            if not job.done():
+                self._failed += 1
+                job._fail(error_for(job))
