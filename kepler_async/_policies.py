@@ -180,6 +180,18 @@ class PollPolicy:
             rand=rand,
         )
 
+    def scaled(self, factor: float) -> PollPolicy:
+        """This policy with every duration multiplied by ``factor`` (for sped-up tests)."""
+        if not (isinstance(factor, (int, float)) and factor > 0 and math.isfinite(factor)):
+            raise ValueError(f"factor must be a positive number, got {factor!r}")
+        return attrs.evolve(
+            self,
+            first_delay=self.first_delay * factor,
+            interval=self.interval * factor,
+            cap=self.cap * factor,
+            deadline=None if self.deadline is None else self.deadline * factor,
+        )
+
     def with_deadline(self, deadline: float | None) -> PollPolicy:
         """This policy with another deadline (validated)."""
         return attrs.evolve(self, deadline=deadline)

@@ -16,6 +16,7 @@ from kepler_async.testing import (
     KeplerSimulator,
     ManualClock,
     asgi_transport,
+    simulated_client,
 )
 
 
@@ -40,7 +41,7 @@ async def every_call() -> None:
         score: ka.Score = await k.get_score("stripe.com")
         when: datetime = score.scored_at
         rating: ka.KIRating | str = score.ki_rating
-        job: ka.Job = await k.get_job("9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
+        row: ka.Job = await k.get_job("9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
         page: ka.HistoryPage = await k.history("stripe.com", limit=10, cursor=None)
         async for record in k.iter_history("stripe.com", page_size=50, max_records=100):
             value: float = record.composite_score
@@ -51,13 +52,30 @@ async def every_call() -> None:
         movers = await k.movers("90d")
         manifest: ka.SignalsManifest = await k.signals()
         usage: ka.Usage = await k.usage()
+        scored: ka.Score = await k.score("stripe.com", force_fresh=False, deadline=60.0)
+        job: ka.ScoreJob = await k.submit("stripe.com", deadline=None)
+        done: bool = job.done()
+        status: str = job.status
+        again: ka.Score = await job
+        within: ka.Score = await job.result(timeout=5.0)
+        resumed: ka.ScoreJob = k.resume("9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f", domain="a.com")
+        job.add_done_callback(lambda handle: None)
+        cancelled: bool = resumed.cancel()
+        async for outcome in k.score_many(["a.com", "b.com"], max_outstanding=10):
+            item: ka.ScoreOutcome = outcome
+            maybe: ka.Score | None = outcome.score
+        stats: ka.SchedulerStatistics = k.statistics()
+        policy: ka.PollPolicy = k.poll_policy.scaled(0.5).with_deadline(None)
     await kepler.aclose()
+    sim_client: ka.AsyncKepler = simulated_client(sim, LIVE_KEY, max_in_flight=4)
+    await sim_client.aclose()
     closed: bool = kepler.closed
     name: str = ka.normalize_domain("https://www.stripe.com")
     async with httpx.AsyncClient() as http:
         ka.AsyncKepler(LIVE_KEY, http_client=http)
-    del billed, when, rating, job, page, value, cohort, confidence, distribution
-    del movers, manifest, usage, closed, name
+    del billed, when, rating, row, page, value, cohort, confidence, distribution
+    del movers, manifest, usage, closed, name, scored, done, status, again, within
+    del cancelled, item, maybe, stats, policy
 
 
 def errors(error: ka.KeplerError) -> None:

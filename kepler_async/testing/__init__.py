@@ -25,7 +25,7 @@ from ._kepler_sim import (
     SimResponse,
 )
 from ._server import serve
-from ._sim_app import SIM_BASE_URL, asgi_transport, create_app
+from ._sim_app import SIM_BASE_URL, asgi_transport, create_app, simulated_client
 from ._sim_data import PLANS, SANDBOX_DOMAINS, Plan
 
 __all__ = [
@@ -48,4 +48,5 @@ __all__ = [
     "asgi_transport",
     "create_app",
     "serve",
+    "simulated_client",
 ]

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -16,17 +16,23 @@ __all__ = ["serve"]
 
 @contextlib.contextmanager
 def serve(
-    app: Any, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 10.0
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    lifespan: Literal["auto", "on", "off"] = "off",
+    startup_timeout: float = 10.0,
 ) -> Iterator[str]:
     """Run ``app`` on ``host:port`` (0 picks a free port) and yield its base URL.
 
-    The server stops, and its thread ends, when the block exits.
+    ``lifespan="on"`` runs the app's startup and shutdown (uvicorn's setting). The
+    server stops, and its thread ends, when the block exits.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan)
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="kepler-sim-server", daemon=True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import httpx
@@ -12,10 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._faults import Fault
-from ._kepler_sim import UNAUTHORIZED, KeplerSimulator, SimKey, SimResponse
+from kepler_async._client import AsyncKepler
+from kepler_async._kepler_dialect import KEPLER_POLICY
 
-__all__ = ["SIM_BASE_URL", "asgi_transport", "create_app"]
+from ._faults import Fault
+from ._kepler_sim import LIVE_KEY, UNAUTHORIZED, KeplerSimulator, SimKey, SimResponse
+
+__all__ = ["SIM_BASE_URL", "asgi_transport", "create_app", "simulated_client"]
 
 #: The base URL to pair with ``asgi_transport``: any host works in-process.
 SIM_BASE_URL = "http://kepler.simulator"
@@ -124,3 +128,15 @@ def create_app(sim: KeplerSimulator) -> Starlette:
 def asgi_transport(sim: KeplerSimulator) -> httpx.ASGITransport:
     """An httpx transport that sends requests straight into ``sim`` (no sockets)."""
     return httpx.ASGITransport(app=create_app(sim))
+
+
+def simulated_client(sim: KeplerSimulator, api_key: str = LIVE_KEY, **kwargs: Any) -> AsyncKepler:
+    """An ``AsyncKepler`` wired to ``sim`` in-process, polling at the simulator's pace.
+
+    Its poll policy is the default one scaled by ``sim.time_scale``, so a simulator
+    that runs 100x faster is also polled 100x more often. Other keyword arguments go
+    to ``AsyncKepler``.
+    """
+    kwargs.setdefault("base_url", SIM_BASE_URL)
+    kwargs.setdefault("poll_policy", KEPLER_POLICY.scaled(sim.time_scale))
+    return AsyncKepler(api_key, transport=asgi_transport(sim), **kwargs)
