@@ -41,8 +41,10 @@ class JobHandle(Generic[R]):
         "_event",
         "_fetch",
         "_last_error",
+        "_pending_age",
         "_policy",
         "_result",
+        "_resumed",
         "_scheduler",
         "_state",
         "_submitted_at",
@@ -78,6 +80,8 @@ class JobHandle(Generic[R]):
         self._submitted_at = 0.0
         self._fetch: Request | None = None
         self._last_error: BaseException | None = None
+        self._pending_age = 0.0  # age at the last poll that found the job pending
+        self._resumed = False  # resumed jobs have an unknown start: not for learning
 
     # --- the scheduler's heap orders handles by due time --------------------------------
 

@@ -111,7 +111,7 @@ def map_httpx_error(error: Exception, *, method: str, path: str, billed: bool) -
 
 @attrs.frozen
 class Reply:
-    """A successful (2xx) answer: status, decoded JSON body, lower-cased headers."""
+    """A successful (2xx) answer: status, decoded JSON body, headers (case-insensitive)."""
 
     status: int
     body: object
@@ -133,6 +133,20 @@ class HttpBoundary:
     _sleep: Callable[[float], Awaitable[None]] = attrs.field(default=anyio.sleep, repr=False)
     _rand: Callable[[], float] = attrs.field(default=random.random, repr=False)
     _closed: bool = False
+    _headers: dict[str, str] | None = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        headers = {
+            self._auth_header: self._api_key,
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        if self._owns_client:
+            # Our own client carries them, so httpx need not re-encode them per request.
+            self._client.headers.update(headers)
+            self._headers = None
+        else:  # a user's client is left as it is: send them with each request
+            self._headers = headers
 
     @classmethod
     def create(
@@ -255,22 +269,16 @@ class HttpBoundary:
         json: Any,
         billed: bool,
     ) -> Reply:
-        headers = {
-            self._auth_header: self._api_key,
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-        }
         try:
             response = await self._client.request(
                 method,
                 self._base_url + path,
                 params=params,
                 json=json,
-                headers=headers,
+                headers=self._headers,
             )
         except HTTPX_ERRORS as error:
             raise map_httpx_error(error, method=method, path=path, billed=billed) from error
-        lowered = {k.lower(): v for k, v in response.headers.items()}
         raw = response.content
         status = response.status_code
         what = f"{method} {path} -> {status}"
@@ -279,6 +287,7 @@ class HttpBoundary:
                 body: object = parse_json(raw, what=what) if raw else None
             except ProtocolError:
                 body = None  # a proxy's HTML error page: the status still says what happened
+            lowered = {k.lower(): v for k, v in response.headers.items()}
             api_error = self._map_error(status, body, lowered, method=method, path=path)
             if body is None and raw:
                 api_error.message = f"{api_error.message} (body: {excerpt(raw, 80)!r})"
@@ -286,4 +295,4 @@ class HttpBoundary:
             raise api_error
         if not 200 <= status < 300:
             raise ProtocolError(f"{what}: unexpected status; body: {excerpt(raw)!r}")
-        return Reply(status=status, body=parse_json(raw, what=what), headers=lowered)
+        return Reply(status=status, body=parse_json(raw, what=what), headers=response.headers)

@@ -156,6 +156,9 @@ class PollPolicy:
     cap: float = attrs.field(default=10.0, validator=_finite_non_negative("cap"))
     jitter: float = attrs.field(default=0.1, validator=_finite_non_negative("jitter"))
     deadline: float | None = attrs.field(default=180.0, validator=_optional_deadline)
+    #: Learn the API's job durations and poll when a poll is likely to find the job
+    #: done (see ``_adaptive``); until enough jobs have finished, plain backoff.
+    adaptive: bool = False
 
     @jitter.validator
     def _check_jitter(self, _: attrs.Attribute[float], value: float) -> None:

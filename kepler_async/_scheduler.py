@@ -28,6 +28,7 @@ import attrs
 import sniffio
 from anyio.abc import TaskGroup, TaskStatus
 
+from ._adaptive import DurationModel
 from ._exceptions import (
     AuthenticationError,
     ClientClosed,
@@ -81,6 +82,26 @@ class SchedulerStatistics:
         return self.polls_sent / finished if finished else 0.0
 
 
+def _fast_clock() -> Callable[[], float]:
+    """The running loop's clock function itself (asyncio's ``loop.time``, trio's)."""
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        import asyncio
+
+        return asyncio.get_running_loop().time
+    if library == "trio":
+        import trio
+
+        return trio.current_time
+    return anyio.current_time
+
+
+class _Token:
+    """A borrower of one in-flight slot (a worker holds it across several polls)."""
+
+    __slots__ = ()
+
+
 class Scheduler:
     """Polls every watched job on its own schedule from one driver task."""
 
@@ -118,6 +139,10 @@ class Scheduler:
         self._pauses = 0
         self._started = 0
         self._inline = 0
+        self._models: dict[str, DurationModel] = {}
+        self._time: Callable[[], float] = anyio.current_time
+        self._workers = 0
+        self._worker_free: anyio.Event | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -136,6 +161,10 @@ class Scheduler:
         except RuntimeError:  # no event loop here (sniffio's and anyio's errors)
             return math.nan
 
+    def _clock(self) -> float:
+        """``anyio.current_time`` without its per-call backend lookup (a hot path)."""
+        return self._time()
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Drive polling until ``close()``; start it with ``task_group.start(run)``."""
         if self._closed:
@@ -143,6 +172,7 @@ class Scheduler:
         if self._running:
             raise RuntimeError("this scheduler is already running")
         self._stopped = anyio.Event()
+        self._time = _fast_clock()
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -189,6 +219,8 @@ class Scheduler:
         self._closed = True
         self._fail_all(lambda job: ClientClosed("the client was closed", job_id=job.job_id))
         self._wakeup()
+        if self._worker_free is not None:
+            self._worker_free.set()
         if self._stopped is not None:
             with anyio.CancelScope(shield=True):
                 await self._stopped.wait()
@@ -227,13 +259,15 @@ class Scheduler:
         assert job.job_id is not None
         assert job._policy is not None
         assert job._api is not None
-        now = anyio.current_time()
+        now = self._clock()
         policy = job._policy
         job._submitted_at = now
+        job._pending_age = 0.0
+        job._resumed = first_poll_now
         job._deadline = now + policy.deadline if policy.deadline is not None else math.inf
         job._attempt = 0
         self._jobs[job.job_id] = job
-        first = 0.0 if first_poll_now else policy.delay(0, self._rand)
+        first = 0.0 if first_poll_now else self._next_delay(job, now, None)
         self._push(job, min(now + first, job._deadline))
 
     def record_submit(self, *, started: bool) -> None:
@@ -251,7 +285,7 @@ class Scheduler:
     def pause(self, retry_after: float | None) -> None:
         """Pause all polling for ``retry_after`` seconds (a 429 said so)."""
         seconds = DEFAULT_THROTTLE_PAUSE if retry_after is None else retry_after
-        until = anyio.current_time() + seconds
+        until = self._clock() + seconds
         if until > self._paused_until:
             self._paused_until = until
             self._pauses += 1
@@ -316,7 +350,7 @@ class Scheduler:
         self._sleeping_until = when
         self._wake = anyio.Event()
         try:
-            with anyio.move_on_after(max(0.0, when - anyio.current_time())):
+            with anyio.move_on_after(max(0.0, when - self._clock())):
                 await self._wake.wait()
         finally:
             self._wake = None
@@ -334,7 +368,7 @@ class Scheduler:
             if job.done():  # cancelled or failed by a shared signal: drop the stale slot
                 heapq.heappop(heap)
                 continue
-            now = anyio.current_time()
+            now = self._clock()
             if job._due > now + _EARLY:
                 await self._sleep_until(job._due)
                 continue
@@ -345,47 +379,87 @@ class Scheduler:
                     continue
                 await self._sleep_until(min(self._paused_until, job._deadline))
                 continue
-            heapq.heappop(heap)
-            await self._limiter.acquire_on_behalf_of(job)
-            self._tg.start_soon(self._step, job)
+            if self._workers >= self._max_in_flight:
+                # Every slot has a worker, and workers take due jobs as they go:
+                # wait for one to run out of work instead of churning the limiter.
+                self._worker_free = anyio.Event()
+                await self._worker_free.wait()
+                continue
+            token = _Token()
+            await self._limiter.acquire_on_behalf_of(token)
+            # The wait for a slot may have let another worker take this job.
+            if heap and heap[0] is job and not job.done():
+                heapq.heappop(heap)
+                self._workers += 1
+                self._tg.start_soon(self._work, token, job)
+            else:
+                self._limiter.release_on_behalf_of(token)
+
+    def _pop_due(self) -> JobHandle[Any] | None:
+        """The next job whose poll is due now, if any (and polling is not paused)."""
+        heap = self._heap
+        now = self._clock()
+        while heap and not self._closed:
+            job = heap[0]
+            if job.done():
+                heapq.heappop(heap)
+                continue
+            if job._due > now + _EARLY or self._paused_until > now:
+                return None
+            return heapq.heappop(heap)
+        return None
+
+    async def _work(self, token: _Token, job: JobHandle[Any]) -> None:
+        """Poll ``job``, then keep polling whatever else is due, on one in-flight slot.
+
+        Under load this keeps up to ``max_in_flight`` workers busy without a new task
+        (or a limiter round trip) per poll; when nothing is due the worker ends.
+        """
+        assert self._limiter is not None
+        try:
+            next_job: JobHandle[Any] | None = job
+            while next_job is not None:
+                await self._step(next_job)
+                next_job = self._pop_due()
+        finally:
+            self._workers -= 1
+            self._limiter.release_on_behalf_of(token)
+            if self._worker_free is not None:
+                self._worker_free.set()
 
     async def _step(self, job: JobHandle[Any]) -> None:
         """One poll of ``job`` (and the result fetch, if the poll says it is done)."""
-        assert self._limiter is not None
         api, job_id = job._api, job.job_id
         assert api is not None
         assert job_id is not None
-        try:
-            while not job.done():
-                fetching = job._fetch is not None
-                request = job._fetch or api.poll_request(job_id)
-                try:
-                    body = await self._send(request)
-                except (TransportError, ServerError) as error:
-                    self._transient += 1
-                    self._reschedule(job, error)
-                    return
-                except RateLimited as error:
-                    self.pause(error.retry_after)
-                    self._reschedule(job, error)
-                    return
-                except AuthenticationError as error:
-                    self.fail_all(error)
-                    return
-                except KeplerError as error:
-                    if fetching:
-                        error = api.result_missing(job_id, job.subject, error)
-                    self._settle(job, error=error)
-                    return
+        while not job.done():
+            fetching = job._fetch is not None
+            request = job._fetch or api.poll_request(job_id)
+            try:
+                body = await self._send(request)
+            except (TransportError, ServerError) as error:
+                self._transient += 1
+                self._reschedule(job, error)
+                return
+            except RateLimited as error:
+                self.pause(error.retry_after)
+                self._reschedule(job, error)
+                return
+            except AuthenticationError as error:
+                self.fail_all(error)
+                return
+            except KeplerError as error:
                 if fetching:
-                    self._fetched += 1
-                    self._settle_state(job, api.classify_result, body)
-                    return
-                self._polls += 1
-                if not self._settle_state(job, api.classify_poll, body):
-                    return
-        finally:
-            self._limiter.release_on_behalf_of(job)
+                    error = api.result_missing(job_id, job.subject, error)
+                self._settle(job, error=error)
+                return
+            if fetching:
+                self._fetched += 1
+                self._settle_state(job, api.classify_result, body)
+                return
+            self._polls += 1
+            if not self._settle_state(job, api.classify_poll, body):
+                return
 
     def _settle_state(self, job: JobHandle[Any], classify: Callable[..., Any], body: Any) -> bool:
         """Apply a classified answer; True when the step should go on to a fetch."""
@@ -396,6 +470,7 @@ class Scheduler:
             return False
         if isinstance(state, Pending):
             self._unchanged += 1
+            job._pending_age = self._clock() - job._submitted_at
             if job.subject is None:
                 job.subject = state.subject
             self._reschedule(job, None)
@@ -403,12 +478,15 @@ class Scheduler:
         if isinstance(state, Fetch):
             if job.subject is None:
                 job.subject = state.subject
+            self._learn(job)
             job._fetch = state.request
             return True
         if isinstance(state, Done):
+            self._learn(job)
             self._settle(job, result=state.result)
             return False
         if isinstance(state, Failed):
+            self._learn(job)
             self._settle(job, error=state.error)
             return False
         raise TypeError(f"a dialect returned {state!r}")  # pragma: no cover
@@ -429,15 +507,39 @@ class Scheduler:
             return
         if error is not None:
             job._last_error = error
-        now = anyio.current_time()
+        now = self._clock()
         if now >= job._deadline - _EARLY:
             self._deadline_exceeded(job)
             return
         job._attempt += 1
-        assert job._policy is not None
-        delay = job._policy.delay(job._attempt, self._rand)
+        delay = self._next_delay(job, now, error)
         due = max(now + delay, self._paused_until)
         self._push(job, min(due, job._deadline))
+
+    def _next_delay(self, job: JobHandle[Any], now: float, error: KeplerError | None) -> float:
+        policy = job._policy
+        assert policy is not None
+        assert job._api is not None
+        if policy.adaptive and error is None:
+            model = self._models.get(job._api.name)
+            age = now - job._submitted_at
+            target = None if model is None else model.next_age(age, min_gap=policy.interval / 2)
+            if target is not None:
+                return (target - age) * (1.0 - policy.jitter * self._rand())
+        return policy.delay(job._attempt, self._rand)
+
+    def _learn(self, job: JobHandle[Any]) -> None:
+        """Note how long a job took: between its last pending poll and this one.
+
+        Measured locally, so it needs nothing from the API and is on this clock.
+        """
+        if job._api is None or job._resumed:
+            return
+        model = self._models.get(job._api.name)
+        if model is None:
+            model = self._models[job._api.name] = DurationModel()
+        age = self._clock() - job._submitted_at
+        model.observe((job._pending_age + age) / 2)
 
     def _deadline_exceeded(self, job: JobHandle[Any]) -> None:
         policy = job._policy

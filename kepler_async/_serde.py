@@ -9,6 +9,7 @@ excerpt of the body.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import types
 import typing
@@ -73,6 +74,7 @@ def _strict_bool(value: object, _: type) -> bool:
     return value
 
 
+@functools.cache
 def _open_enum_of(tp: Any) -> type[enum.Enum] | None:
     """For ``SomeEnum | str`` (optionally ``| None``) return ``SomeEnum``."""
     if typing.get_origin(tp) not in (typing.Union, types.UnionType):
