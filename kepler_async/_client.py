@@ -254,10 +254,13 @@ class AsyncKepler(KeplerEndpoints):
         job: ScoreJob | None = None
         error: BaseException | None = None
         try:
-            async with self._scheduler.limiter:
+            await self._scheduler.acquire(flight)
+            try:
                 reply = await self._http.request(
                     request.method, request.path, json=request.json, billed=True
                 )
+            finally:
+                self._scheduler.release(flight)
             state = self._dialect.classify_submit(reply.status, reply.body)
             if isinstance(state, Done):
                 job = ScoreJob(None, domain)

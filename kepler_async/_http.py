@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from json import loads as json_loads
 from typing import Any
 
 import anyio
@@ -281,6 +282,12 @@ class HttpBoundary:
             raise map_httpx_error(error, method=method, path=path, billed=billed) from error
         raw = response.content
         status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return Reply(status=status, body=json_loads(raw), headers=response.headers)
+            except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+                parse_json(raw, what=f"{method} {path} -> {status}")  # raises ProtocolError
+                raise  # pragma: no cover - parse_json raised already
         what = f"{method} {path} -> {status}"
         if status >= 400:
             try:
@@ -293,6 +300,4 @@ class HttpBoundary:
                 api_error.message = f"{api_error.message} (body: {excerpt(raw, 80)!r})"
                 api_error.args = (api_error.message,)
             raise api_error
-        if not 200 <= status < 300:
-            raise ProtocolError(f"{what}: unexpected status; body: {excerpt(raw)!r}")
-        return Reply(status=status, body=parse_json(raw, what=what), headers=response.headers)
+        raise ProtocolError(f"{what}: unexpected status; body: {excerpt(raw)!r}")

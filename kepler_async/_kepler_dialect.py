@@ -6,8 +6,9 @@ import urllib.parse
 
 import attrs
 
-from ._domains import path_segment
+from ._domains import path_segment, validate_job_id
 from ._exceptions import (
+    InvalidJobId,
     JobFailed,
     KeplerError,
     NoScoreRecord,
@@ -49,6 +50,9 @@ KEPLER_POLICY = PollPolicy(
 )
 
 
+_PENDING = Pending()
+
+
 def failure_for(job_id: str, domain: str | None, reason: str | None) -> JobFailed:
     """The exception for a ``failed`` job; unknown reasons give the base ``JobFailed``."""
     cls = FAILURE_CLASSES.get(reason or "", JobFailed)
@@ -76,7 +80,11 @@ class KeplerDialect:
         """200 carries the score; 202 a job to poll."""
         if status == 202:
             accepted = decode(JobAccepted, body, what="POST /v1/score -> 202")
-            return Accepted(job_id=accepted.job_id, subject=accepted.domain)
+            try:
+                job_id = validate_job_id(accepted.job_id)
+            except InvalidJobId as exc:
+                raise ProtocolError(f"POST /v1/score -> 202: {exc.message}") from None
+            return Accepted(job_id=job_id, subject=accepted.domain)
         if status == 200:
             return Done(decode(Score, body, what="POST /v1/score -> 200"))
         raise ProtocolError(f"POST /v1/score: unexpected status {status}")
@@ -84,14 +92,17 @@ class KeplerDialect:
     # --- poll -----------------------------------------------------------------------
 
     def poll_request(self, job_id: str) -> Request:
-        return Request(method="GET", path=f"/v1/jobs/{path_segment(job_id)}")
+        # Every id here passed validate_job_id (a bare UUID): nothing to escape.
+        return Request(method="GET", path=f"/v1/jobs/{job_id}")
 
     def classify_poll(self, job_id: str, subject: str | None, body: object) -> PollState:
         if isinstance(body, dict) and body.get("status") == "pending":
             # The hot path: most polls find the job pending, and then only the status
             # matters. Decoding the whole body is left to the answers that end a job.
+            if subject is not None:
+                return _PENDING
             domain = body.get("domain")
-            return Pending(domain if isinstance(domain, str) else subject)
+            return Pending(domain if isinstance(domain, str) else None)
         job = decode(Job, body, what=f"GET /v1/jobs/{job_id}")
         domain = job.domain or subject
         if job.status is JobStatus.PENDING:

@@ -52,6 +52,8 @@ _EARLY = 0.001
 #: The engine does its own retrying (on each job's schedule), so requests it sends are
 #: tried once by the HTTP layer.
 _ONCE = RetryPolicy(attempts=1)
+#: The longest a busy poll worker keeps the event loop from other work (seconds).
+_MAX_STALL = 0.0005
 #: How long to pause on a 429 that names no ``Retry-After``.
 DEFAULT_THROTTLE_PAUSE = 5.0
 
@@ -82,18 +84,63 @@ class SchedulerStatistics:
         return self.polls_sent / finished if finished else 0.0
 
 
-def _fast_clock() -> Callable[[], float]:
-    """The running loop's clock function itself (asyncio's ``loop.time``, trio's)."""
+class _Turns:
+    """Makes sure a busy worker gives the event loop a turn between polls."""
+
+    __slots__ = ()
+
+    def arm(self) -> None:
+        pass
+
+    async def settle(self) -> None:
+        await anyio.lowlevel.checkpoint()
+
+
+class _AsyncioTurns(_Turns):
+    """On asyncio, yield only when the loop has not had a turn for a while.
+
+    A callback marks each turn of the loop; a worker whose polls never yielded (an
+    in-process transport) yields once the last turn is ``_MAX_STALL`` old. A real
+    network transport yields on every request, so this costs it next to nothing.
+    """
+
+    __slots__ = ("_armed", "_loop", "_turned_at")
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        self._turned_at = self._loop.time()
+        self._armed = False
+
+    def _mark(self) -> None:
+        self._armed = False
+        self._turned_at = self._loop.time()
+
+    def arm(self) -> None:
+        if not self._armed:
+            self._armed = True
+            self._loop.call_soon(self._mark)
+
+    async def settle(self) -> None:
+        if self._loop.time() - self._turned_at >= _MAX_STALL:
+            import asyncio
+
+            await asyncio.sleep(0)
+
+
+def _fast_clock() -> tuple[Callable[[], float], Callable[[], _Turns]]:
+    """The running loop's own clock, without anyio's per-call backend lookup."""
     library = sniffio.current_async_library()
     if library == "asyncio":
         import asyncio
 
-        return asyncio.get_running_loop().time
+        return asyncio.get_running_loop().time, _AsyncioTurns
     if library == "trio":
         import trio
 
-        return trio.current_time
-    return anyio.current_time
+        return trio.current_time, _Turns
+    return anyio.current_time, _Turns
 
 
 class _Token:
@@ -119,7 +166,9 @@ class Scheduler:
         self._http = http
         self._max_in_flight = max_in_flight
         self._rand = rand
-        self._heap: list[JobHandle[Any]] = []
+        # (due time, handle): tuples compare their floats in C; the handle's own
+        # ``__lt__`` only breaks exact ties.
+        self._heap: list[tuple[float, JobHandle[Any]]] = []
         self._jobs: dict[str, JobHandle[Any]] = {}
         self._limiter: anyio.CapacityLimiter | None = None
         self._tg: TaskGroup | None = None
@@ -141,6 +190,7 @@ class Scheduler:
         self._inline = 0
         self._models: dict[str, DurationModel] = {}
         self._time: Callable[[], float] = anyio.current_time
+        self._turns: Callable[[], _Turns] = _Turns
         self._workers = 0
         self._worker_free: anyio.Event | None = None
 
@@ -172,7 +222,7 @@ class Scheduler:
         if self._running:
             raise RuntimeError("this scheduler is already running")
         self._stopped = anyio.Event()
-        self._time = _fast_clock()
+        self._time, self._turns = _fast_clock()
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -235,12 +285,23 @@ class Scheduler:
             raise ClientClosed() if self._closed else RuntimeError("the driver is not running")
         self._tg.start_soon(func, *args)
 
-    @property
-    def limiter(self) -> anyio.CapacityLimiter:
-        """The in-flight request limit every request of this client goes through."""
-        if self._limiter is None:
-            raise RuntimeError("the driver is not running")
-        return self._limiter
+    async def acquire(self, borrower: object) -> None:
+        """Take an in-flight slot for ``borrower`` (every request of the client does).
+
+        A free slot is taken without a trip through the event loop.
+        """
+        limiter = self._limiter
+        if limiter is None:
+            raise ClientClosed() if self._closed else RuntimeError("the driver is not running")
+        try:
+            limiter.acquire_on_behalf_of_nowait(borrower)
+        except anyio.WouldBlock:
+            await limiter.acquire_on_behalf_of(borrower)
+
+    def release(self, borrower: object) -> None:
+        """Give back the slot ``acquire`` took."""
+        assert self._limiter is not None
+        self._limiter.release_on_behalf_of(borrower)
 
     # --- jobs ---------------------------------------------------------------------------
 
@@ -299,7 +360,7 @@ class Scheduler:
 
     def statistics(self) -> SchedulerStatistics:
         now = self.now()
-        live = [job for job in self._heap if not job.done()]
+        live = [job for _, job in self._heap if not job.done()]
         next_due = min((job._due for job in live), default=None)
         in_flight = 0
         if self._limiter is not None:
@@ -338,7 +399,7 @@ class Scheduler:
 
     def _push(self, job: JobHandle[Any], due: float) -> None:
         job._due = due
-        heapq.heappush(self._heap, job)
+        heapq.heappush(self._heap, (due, job))
         if due < self._sleeping_until:
             self._wakeup()
 
@@ -364,7 +425,7 @@ class Scheduler:
             if not heap:
                 await self._sleep_until(math.inf)
                 continue
-            job = heap[0]
+            job = heap[0][1]
             if job.done():  # cancelled or failed by a shared signal: drop the stale slot
                 heapq.heappop(heap)
                 continue
@@ -386,9 +447,9 @@ class Scheduler:
                 await self._worker_free.wait()
                 continue
             token = _Token()
-            await self._limiter.acquire_on_behalf_of(token)
+            await self.acquire(token)
             # The wait for a slot may have let another worker take this job.
-            if heap and heap[0] is job and not job.done():
+            if heap and heap[0][1] is job and not job.done():
                 heapq.heappop(heap)
                 self._workers += 1
                 self._tg.start_soon(self._work, token, job)
@@ -400,13 +461,13 @@ class Scheduler:
         heap = self._heap
         now = self._clock()
         while heap and not self._closed:
-            job = heap[0]
+            due, job = heap[0]
             if job.done():
                 heapq.heappop(heap)
                 continue
-            if job._due > now + _EARLY or self._paused_until > now:
+            if due > now + _EARLY or self._paused_until > now:
                 return None
-            return heapq.heappop(heap)
+            return heapq.heappop(heap)[1]
         return None
 
     async def _work(self, token: _Token, job: JobHandle[Any]) -> None:
@@ -418,8 +479,13 @@ class Scheduler:
         assert self._limiter is not None
         try:
             next_job: JobHandle[Any] | None = job
+            turns = self._turns()
             while next_job is not None:
+                turns.arm()
                 await self._step(next_job)
+                # An in-process transport may answer without ever yielding to the
+                # event loop: then let the rest of the loop run before the next poll.
+                await turns.settle()
                 next_job = self._pop_due()
         finally:
             self._workers -= 1
@@ -529,7 +595,7 @@ class Scheduler:
         return policy.delay(job._attempt, self._rand)
 
     def _learn(self, job: JobHandle[Any]) -> None:
-        """Note how long a job took: between its last pending poll and this one.
+        """Note how long a job took, from the polls that bracket its end.
 
         Measured locally, so it needs nothing from the API and is on this clock.
         """
@@ -539,7 +605,9 @@ class Scheduler:
         if model is None:
             model = self._models[job._api.name] = DurationModel()
         age = self._clock() - job._submitted_at
-        model.observe((job._pending_age + age) / 2)
+        # Seen pending before: it ended between that poll and this one (take the
+        # middle). Done at the first poll: all we know is that it took at most this.
+        model.observe((job._pending_age + age) / 2 if job._pending_age else age)
 
     def _deadline_exceeded(self, job: JobHandle[Any]) -> None:
         policy = job._policy
