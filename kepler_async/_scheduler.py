@@ -99,9 +99,11 @@ class _Turns:
 class _AsyncioTurns(_Turns):
     """On asyncio, yield only when the loop has not had a turn for a while.
 
-    A callback marks each turn of the loop; a worker whose polls never yielded (an
-    in-process transport) yields once the last turn is ``_MAX_STALL`` old. A real
-    network transport yields on every request, so this costs it next to nothing.
+    One per scheduler, shared by its workers: a callback marks each turn of the loop,
+    and a worker whose polls never yielded (an in-process transport) yields once the
+    last turn is ``_MAX_STALL`` old, so one turn of the loop lasts about that long
+    whatever the number of workers. A network transport yields on every request, so
+    this costs it next to nothing.
     """
 
     __slots__ = ("_armed", "_loop", "_turned_at")
@@ -129,18 +131,18 @@ class _AsyncioTurns(_Turns):
             await asyncio.sleep(0)
 
 
-def _fast_clock() -> tuple[Callable[[], float], Callable[[], _Turns]]:
+def _fast_clock() -> tuple[Callable[[], float], _Turns]:
     """The running loop's own clock, without anyio's per-call backend lookup."""
     library = sniffio.current_async_library()
     if library == "asyncio":
         import asyncio
 
-        return asyncio.get_running_loop().time, _AsyncioTurns
+        return asyncio.get_running_loop().time, _AsyncioTurns()
     if library == "trio":
         import trio
 
-        return trio.current_time, _Turns
-    return anyio.current_time, _Turns
+        return trio.current_time, _Turns()
+    return anyio.current_time, _Turns()
 
 
 class _Token:
@@ -190,7 +192,7 @@ class Scheduler:
         self._inline = 0
         self._models: dict[str, DurationModel] = {}
         self._time: Callable[[], float] = anyio.current_time
-        self._turns: Callable[[], _Turns] = _Turns
+        self._turns: _Turns = _Turns()
         self._workers = 0
         self._worker_free: anyio.Event | None = None
 
@@ -479,7 +481,7 @@ class Scheduler:
         assert self._limiter is not None
         try:
             next_job: JobHandle[Any] | None = job
-            turns = self._turns()
+            turns = self._turns
             while next_job is not None:
                 turns.arm()
                 await self._step(next_job)
@@ -521,14 +523,19 @@ class Scheduler:
                 return
             if fetching:
                 self._fetched += 1
-                self._settle_state(job, api.classify_result, body)
+                self._settle_state(job, api.classify_result, body, polled=False)
                 return
             self._polls += 1
-            if not self._settle_state(job, api.classify_poll, body):
+            if not self._settle_state(job, api.classify_poll, body, polled=True):
                 return
 
-    def _settle_state(self, job: JobHandle[Any], classify: Callable[..., Any], body: Any) -> bool:
-        """Apply a classified answer; True when the step should go on to a fetch."""
+    def _settle_state(
+        self, job: JobHandle[Any], classify: Callable[..., Any], body: Any, *, polled: bool
+    ) -> bool:
+        """Apply a classified answer; True when the step should go on to a fetch.
+
+        ``polled``: the answer is a poll's (its end is what the duration model learns).
+        """
         try:
             state = classify(job.job_id, job.subject, body)
         except KeplerError as error:  # a ProtocolError: the answer cannot be read
@@ -548,7 +555,8 @@ class Scheduler:
             job._fetch = state.request
             return True
         if isinstance(state, Done):
-            self._learn(job)
+            if polled:
+                self._learn(job)
             self._settle(job, result=state.result)
             return False
         if isinstance(state, Failed):

@@ -14,7 +14,7 @@ from kepler_async.testing import (
     KeplerSimulator,
     ManualClock,
 )
-from kepler_async.testing._kepler_sim import SimKey
+from kepler_async.testing._sim_types import SimKey
 
 from .conftest import post_score
 

@@ -20,13 +20,11 @@ from ._kepler_sim import (
     OTHER_KEY,
     SANDBOX_KEY,
     KeplerSimulator,
-    SimCounters,
-    SimJob,
-    SimResponse,
 )
 from ._server import serve
 from ._sim_app import SIM_BASE_URL, asgi_transport, create_app, simulated_client
 from ._sim_data import PLANS, SANDBOX_DOMAINS, Plan
+from ._sim_types import SimCounters, SimJob, SimResponse
 
 __all__ = [
     "DEFAULT_FAILURE_MIX",

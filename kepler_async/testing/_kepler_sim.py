@@ -11,32 +11,36 @@ runs ``1 / time_scale`` times faster: with ``time_scale=0.01`` a 60 s cold run t
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import re
-import statistics
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 
-import attrs
-
 from ._faults import Fault, FaultKind, FaultPlan
 from ._sim_data import (
-    BUCKETS,
     PLANS,
-    SANDBOX_CONFIDENCE,
     SANDBOX_DOMAINS,
-    SANDBOX_SCORED_AT,
     SANDBOX_SCORES,
-    Plan,
     rating_for,
-    signals_manifest,
     stable_rng,
     synthetic_run,
+)
+from ._sim_reads import KeplerReads
+from ._sim_types import (
+    JSON,
+    SimCounters,
+    SimJob,
+    SimKey,
+    SimRecord,
+    SimResponse,
+    error,
+    iso,
+    next_month,
+    path_domain,
+    percentile_of,
 )
 
 __all__ = [
@@ -72,88 +76,11 @@ _SANDBOX_ONLY = (
 )
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 
-JSON = dict[str, object]
+
+UNAUTHORIZED = error(401, "unauthorized", "missing or invalid X-API-Key")
 
 
-@attrs.frozen
-class SimResponse:
-    status: int
-    body: object
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-
-
-@attrs.define
-class SimKey:
-    key: str
-    account: str
-    plan: Plan
-
-
-@attrs.define
-class SimRecord:
-    """One stored scoring run. ``at`` is simulator seconds (negative: before start)."""
-
-    domain: str
-    at: float
-    run_index: int
-
-
-@attrs.define
-class SimJob:
-    """A cold job as the server keeps it; ``outcome`` is decided at creation."""
-
-    job_id: str
-    domain: str
-    key: str
-    account: str
-    created: float
-    finishes: float
-    failure_reason: str | None
-    status: str = "pending"
-
-
-@attrs.define
-class SimCounters:
-    """What tests assert on. Read them any time; the simulator only adds."""
-
-    cold_runs_billed: Counter[str] = attrs.field(factory=Counter)
-    polls_served: int = 0
-    cached_served: int = 0
-    requests: Counter[str] = attrs.field(factory=Counter)
-    rejected_429: Counter[str] = attrs.field(factory=Counter)
-
-    @property
-    def total_cold_runs(self) -> int:
-        return sum(self.cold_runs_billed.values())
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _error(status: int, error: str, message: str | None = None, **extra: object) -> SimResponse:
-    body: JSON = {"error": error}
-    if message:
-        body["message"] = message
-    headers = {}
-    if "retry_after" in extra:
-        headers["Retry-After"] = str(extra.pop("retry_after"))
-    body.update(extra)
-    return SimResponse(status, body, headers)
-
-
-UNAUTHORIZED = _error(401, "unauthorized", "missing or invalid X-API-Key")
-
-
-def _path_domain(raw: str) -> str:
-    """The server's own light normalisation of a path or body domain."""
-    text = raw.strip().lower()
-    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
-    text = text.split("/", 1)[0].rstrip(".")
-    return text[4:] if text.startswith("www.") else text
-
-
-class KeplerSimulator:
+class KeplerSimulator(KeplerReads):
     """A faithful, deterministic stand-in for the Kepler API (see the module docstring)."""
 
     def __init__(
@@ -214,7 +141,7 @@ class KeplerSimulator:
 
     def seed_score(self, domain: str, *, age: float = 0.0) -> None:
         """Store a run for live ``domain`` made ``age`` simulator seconds ago."""
-        name = _path_domain(domain)
+        name = path_domain(domain)
         runs = self._records[name]
         runs.append(SimRecord(name, self.now() - age, len(runs)))
         runs.sort(key=lambda r: r.at)
@@ -229,7 +156,7 @@ class KeplerSimulator:
         """
         # Any string is accepted as a reason, unknown ones included: clients must
         # survive a reason newer than they are.
-        self._scripted[_path_domain(domain)].append((failure_reason, duration))
+        self._scripted[path_domain(domain)].append((failure_reason, duration))
 
     def add_fault(
         self,
@@ -288,12 +215,12 @@ class KeplerSimulator:
         run = synthetic_run(self.seed, record.domain, record.run_index)
         return {
             "domain": record.domain,
-            "scored_at": _iso(self.at_dt(record.at)),
+            "scored_at": iso(self.at_dt(record.at)),
             "ki_rating": rating_for(run.composite),
             "composite_score": run.composite,
             "scale_premium": run.scale_premium,
             "buckets": run.buckets,
-            "rank": {"percentile": _percentile(run.composite), "cohort_size": self._universe()},
+            "rank": {"percentile": percentile_of(run.composite), "cohort_size": self._universe()},
             "x_kepler": {
                 "tier": key.plan.tier,
                 "cache_status": "cached",
@@ -322,29 +249,29 @@ class KeplerSimulator:
     def _check_test_domain(self, key: SimKey, domain: str) -> SimResponse | None:
         sandbox = key.key.startswith("ki_test_")
         if sandbox and domain not in SANDBOX_DOMAINS:
-            return _error(400, _SANDBOX_ONLY)
+            return error(400, _SANDBOX_ONLY)
         if not sandbox and domain.endswith(".test"):
-            return _error(400, "test domains require a ki_test_ key")
+            return error(400, "test domains require a ki_test_ key")
         return None
 
     # --- POST /v1/score -----------------------------------------------------------------
 
     def post_score(self, key: SimKey, body: object) -> SimResponse:
         if not isinstance(body, dict):
-            return _error(400, "body.domain required", "send a JSON object with a domain")
+            return error(400, "body.domain required", "send a JSON object with a domain")
         raw = body.get("domain")
         if not isinstance(raw, str) or not raw.strip():
-            return _error(400, "body.domain required", "domain is required")
-        domain = _path_domain(raw)
+            return error(400, "body.domain required", "domain is required")
+        domain = path_domain(raw)
         if not _HOSTNAME.match(domain):
-            return _error(400, "invalid domain", f"not a hostname: {raw[:60]!r}")
+            return error(400, "invalid domain", f"not a hostname: {raw[:60]!r}")
         if rejected := self._check_test_domain(key, domain):
             return rejected
         if key.key.startswith("ki_test_"):
             return SimResponse(200, {"mode": "sandbox", **self._sandbox_score(domain, key)})
         plan = key.plan
         if not plan.live_cold:
-            return _error(
+            return error(
                 403,
                 "free_tier_sandbox_only",
                 "live scoring is not included in the free plan; use a ki_test_ key or upgrade",
@@ -371,7 +298,7 @@ class KeplerSimulator:
         per_key[:] = [t for t in per_key if now - t < HOUR]
         if self.per_key_cold_per_hour is not None and len(per_key) >= self.per_key_cold_per_hour:
             wait = per_key[0] + HOUR - now
-            return _error(
+            return error(
                 429,
                 "rate limited",
                 "too many cold calls for this key in the last hour",
@@ -384,7 +311,7 @@ class KeplerSimulator:
             per_account[:] = [t for t in per_account if now - t < DAY]
             if len(per_account) >= 2 * cap:
                 wait = per_account[0] + DAY - now
-                return _error(
+                return error(
                     429,
                     "rate limited",
                     "account cold spend breaker",
@@ -393,13 +320,13 @@ class KeplerSimulator:
                 )
             used = self._meters[(key.account, self._period())]["cold"]
             if used >= cap:
-                return _error(
+                return error(
                     429,
                     "cold_budget_exhausted",
                     "monthly cold budget used; it resets on the 1st (UTC)",
                     reason="monthly_cap",
                     retry_after=self._real_seconds(
-                        (_next_month(self.now_dt()) - self.now_dt()).total_seconds()
+                        (next_month(self.now_dt()) - self.now_dt()).total_seconds()
                     ),
                 )
         return None
@@ -462,11 +389,11 @@ class KeplerSimulator:
         job = self.jobs.get(job_id.lower())
         now = self.now()
         if key.key.startswith("ki_test_") or job is None or now - job.created > JOB_TTL:
-            return _error(404, "job not found")
+            return error(404, "job not found")
         owner = job.key if self.job_scope == "key" else job.account
         caller = key.key if self.job_scope == "key" else key.account
         if owner != caller:
-            return _error(403, "forbidden")
+            return error(403, "forbidden")
         if job.status == "pending" and now >= job.finishes:
             job.status = "failed" if job.failure_reason else "complete"  # settles lazily
         done = job.status != "pending"
@@ -474,28 +401,28 @@ class KeplerSimulator:
             "job_id": job.job_id,
             "status": job.status,
             "domain": job.domain,
-            "created_at": _iso(self.at_dt(job.created)),
-            "completed_at": _iso(self.at_dt(job.finishes)) if done else None,
+            "created_at": iso(self.at_dt(job.created)),
+            "completed_at": iso(self.at_dt(job.finishes)) if done else None,
             "result_ref": None,
             "score_url": None,
             "failure_reason": job.failure_reason if job.status == "failed" else None,
         }
         if job.status == "complete":
-            body["result_ref"] = {"domain": job.domain, "scored_at": _iso(self.at_dt(job.finishes))}
+            body["result_ref"] = {"domain": job.domain, "scored_at": iso(self.at_dt(job.finishes))}
             body["score_url"] = f"/v1/score/{job.domain}"
         return SimResponse(200, body)
 
     # --- GET /v1/score/{domain} ------------------------------------------------------------
 
     def get_score(self, key: SimKey, raw: str) -> SimResponse:
-        domain = _path_domain(raw)
+        domain = path_domain(raw)
         if rejected := self._check_test_domain(key, domain):
             return rejected
         if key.key.startswith("ki_test_"):
             return SimResponse(200, {"mode": "sandbox", **self._sandbox_score(domain, key)})
         record = self.latest(domain)
         if record is None:
-            return _error(404, "no score available for this domain")
+            return error(404, "no score available for this domain")
         self._meter(key, "cached")
         self.counters.cached_served += 1
         return SimResponse(200, self._score_body(record, key))
@@ -509,325 +436,3 @@ class KeplerSimulator:
                 "freshness_window_hours": key.plan.freshness_window_hours,
             },
         }
-
-    # --- history ------------------------------------------------------------------------
-
-    def history(self, key: SimKey, raw: str, query: Mapping[str, str]) -> SimResponse:
-        domain = _path_domain(raw)
-        if rejected := self._check_test_domain(key, domain):
-            return rejected
-        try:
-            limit = int(query.get("limit", "100"))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 500:
-            return _error(400, "invalid_limit", "limit must be an integer from 1 to 500")
-        offset = 0
-        if "cursor" in query:
-            try:
-                decoded = base64.urlsafe_b64decode(query["cursor"].encode()).decode()
-                offset = int(decoded.removeprefix("offset:"))
-                if not decoded.startswith("offset:") or offset < 0:
-                    raise ValueError(decoded)
-            except (ValueError, binascii.Error, UnicodeDecodeError):
-                return _error(400, "invalid_cursor", "drop the cursor or use next_cursor")
-        sandbox = key.key.startswith("ki_test_")
-        rows = self._sandbox_history(domain) if sandbox else self._live_history(domain)
-        if not rows:
-            return _error(404, "no_history")
-        page = rows[offset : offset + limit]
-        body: JSON = {"domain": domain, "records": page}
-        if offset + limit < len(rows):
-            body["next_cursor"] = base64.urlsafe_b64encode(
-                f"offset:{offset + limit}".encode()
-            ).decode()
-        if sandbox:
-            body = {"mode": "sandbox", **body}
-        return SimResponse(200, body)
-
-    def _history_row(self, at: float, composite: float, rng_parts: tuple[object, ...]) -> JSON:
-        rng = stable_rng(*rng_parts)
-        return {
-            "scored_at": _iso(self.at_dt(at)),
-            "composite_score": composite,
-            "scale_premium": round(rng.uniform(0, 6), 1),
-            "ki_rating": rating_for(composite),
-            "momentum_index": round(rng.gauss(0, 1.5), 2),
-            "buckets": {b: round(min(100, max(0, rng.gauss(composite, 5))), 1) for b in BUCKETS},
-            "data_completeness_pct": int(min(100, max(35, rng.gauss(80, 10)))),
-        }
-
-    def _live_history(self, domain: str) -> list[JSON]:
-        rows = []
-        for record in reversed(self._visible(domain)):
-            run = synthetic_run(self.seed, domain, record.run_index)
-            row = self._history_row(record.at, run.composite, (self.seed, domain, record.run_index))
-            row.update(
-                scale_premium=run.scale_premium,
-                buckets=run.buckets,
-                momentum_index=run.momentum,
-                data_completeness_pct=run.completeness,
-            )
-            rows.append(row)
-        return rows
-
-    def _sandbox_history(self, domain: str) -> list[JSON]:
-        count = 4 + stable_rng("sandbox-history", domain).randrange(9)  # 4 to 12 daily runs
-        latest = SANDBOX_SCORES[domain].composite
-        now = self.now()
-        rows = []
-        for day in range(count):
-            drift = stable_rng("sandbox-drift", domain, day).gauss(0, 1.2) * day**0.5
-            composite = round(min(100.0, max(0.0, latest + drift)), 1) if day else latest
-            rows.append(self._history_row(now - day * DAY, composite, ("sandbox", domain, day)))
-        return rows
-
-    # --- company analytics ------------------------------------------------------------------
-
-    def cohort(self, key: SimKey, raw: str) -> SimResponse:
-        domain = _path_domain(raw)
-        if rejected := self._check_test_domain(key, domain):
-            return rejected
-        sandbox = key.key.startswith("ki_test_")
-        if sandbox:
-            composite = SANDBOX_SCORES[domain].composite
-            target_buckets = SANDBOX_SCORES[domain].buckets
-            sector, geo, profile, peers = "saas", "us", "growth", 12
-            member_domain = "cohort-{:02d}.test"
-        else:
-            record = self.latest(domain)
-            if record is None:
-                return _error(404, "no_history")
-            run = synthetic_run(self.seed, domain, record.run_index)
-            composite, target_buckets = run.composite, run.buckets
-            sector, geo, profile = run.sector, run.geo_scope, run.profile
-            peers = stable_rng(self.seed, "peers", domain).choice([0, 3, 8, 15, 40])
-            member_domain = f"{sector}-peer-{{:02d}}.example"
-        rng = stable_rng(self.seed, "cohort", domain)
-        drawn = [round(min(100.0, max(0.0, rng.gauss(composite, 10))), 1) for _ in range(peers)]
-        scores = sorted(drawn, reverse=True)
-        members = [
-            {
-                "domain": member_domain.format(i),
-                "company_name": f"Peer {i:02d}",
-                "composite_score": score,
-                "ki_rating": rating_for(score),
-                "business_profile": profile,
-            }
-            for i, score in enumerate(scores, start=1)
-        ]
-        stats: JSON = {"count": len(scores)}
-        if scores:
-            ordered = sorted(scores)
-            above = sum(1 for s in scores if s > composite)
-            stats.update(
-                mean=round(statistics.fmean(scores), 2),
-                p50=round(statistics.median(scores), 2),
-                p90=round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
-                stddev=round(statistics.pstdev(scores), 2),
-                min=ordered[0],
-                max=ordered[-1],
-                rank=above + 1,
-                percentile=round(100 * (len(scores) - above) / len(scores)),
-            )
-        bucket_means: JSON = {}
-        for bucket in BUCKETS:
-            target_value = float(target_buckets[bucket])
-            cohort_value = round(statistics.fmean(scores), 1) if scores else target_value
-            bucket_means[bucket] = {
-                "target": target_value,
-                "cohort": cohort_value,
-                "delta": round(target_value - cohort_value, 1),
-            }
-        body: JSON = {
-            "target": {
-                "domain": domain,
-                "company_name": domain.split(".")[0].capitalize(),
-                "composite_score": composite,
-                "ki_rating": rating_for(composite),
-                "business_profile": profile,
-                "context": {"sector": sector, "geo_scope": geo},
-            },
-            "cohort": stats,
-            "bucket_means": bucket_means,
-            "members": members[:200],
-        }
-        return SimResponse(200, {"mode": "sandbox", **body} if sandbox else body)
-
-    def confidence(self, key: SimKey, raw: str) -> SimResponse:
-        domain = _path_domain(raw)
-        if rejected := self._check_test_domain(key, domain):
-            return rejected
-        if key.key.startswith("ki_test_"):
-            body: JSON = {
-                "mode": "sandbox",
-                "domain": domain,
-                "scored_at": SANDBOX_SCORED_AT,
-                **SANDBOX_CONFIDENCE[domain],
-            }
-            return SimResponse(200, body)
-        record = self.latest(domain)
-        if record is None:
-            return _error(404, "no score available for this domain")
-        run = synthetic_run(self.seed, domain, record.run_index)
-        rng = stable_rng(self.seed, "confidence", domain, record.run_index)
-        failed = [f for f in ("firmographic", "people", "web", "news") if rng.random() < 0.08]
-        critical = "firmographic" in failed
-        if run.completeness >= 80 and not failed:
-            band = "high"
-        elif run.completeness < 60 or critical:
-            band = "directional"
-        else:
-            band = "medium"
-        return SimResponse(
-            200,
-            {
-                "domain": domain,
-                "scored_at": _iso(self.at_dt(record.at)),
-                "band": band,
-                "completeness_pct": run.completeness,
-                "failed_fetchers": failed,
-                "data_warnings": [f"{f}_fetch_failed" for f in failed],
-                "missing_signals": ["state_legislative_activity"] if band != "high" else [],
-            },
-        )
-
-    # --- universe -----------------------------------------------------------------------
-
-    def distribution(self, key: SimKey) -> SimResponse:
-        sandbox = key.key.startswith("ki_test_")
-        rows: list[tuple[float, float, str]] = []
-        if sandbox:
-            for canned in SANDBOX_SCORES.values():
-                rows.append((canned.composite, canned.scale_premium, "growth"))
-            rng = stable_rng("sandbox-universe")
-            for _ in range(8):  # a 12-domain mini-universe
-                rows.append(
-                    (round(rng.uniform(20, 85), 1), round(rng.uniform(0, 8), 1), "established")
-                )
-        else:
-            for domain in self._records:
-                record = self.latest(domain)
-                if record is not None:
-                    run = synthetic_run(self.seed, domain, record.run_index)
-                    rows.append((run.composite, run.scale_premium, run.profile))
-        composites = [r[0] for r in rows]
-        universe: JSON = {
-            "count": len(rows),
-            "mean": round(statistics.fmean(composites), 2) if rows else 0.0,
-            "p50": round(statistics.median(composites), 2) if rows else 0.0,
-            "p90": round(sorted(composites)[int(0.9 * (len(rows) - 1))], 2) if rows else 0.0,
-            "stddev": round(statistics.pstdev(composites), 2) if rows else 0.0,
-            "min": min(composites, default=0.0),
-            "max": max(composites, default=0.0),
-            "composite_hist": _histogram(composites, width=5, bins=20),
-            "scale_premium_hist": _histogram([r[1] for r in rows], width=1, bins=12),
-            "rating_dist": dict(Counter(rating_for(c) for c in composites)),
-            "profile_split": {
-                "growth": sum(1 for r in rows if r[2] == "growth"),
-                "established": sum(1 for r in rows if r[2] == "established"),
-                "unclassified": 0,
-            },
-        }
-        body: JSON = {"pipeline_version": "v1", "universe": universe}
-        return SimResponse(200, {"mode": "sandbox", **body} if sandbox else body)
-
-    def movers(self, key: SimKey, window: str | None) -> SimResponse:
-        days = {"7d": 7, "30d": 30, "90d": 90}.get(window or "")
-        if days is None:
-            return _error(400, "window must be one of ['7d','30d','90d']")
-        end = self.now()
-        start = end - days * DAY
-        sandbox = key.key.startswith("ki_test_")
-        rows: list[tuple[str, float, float]] = []
-        if sandbox:
-            rows = [
-                ("unicorn.test", 79.4, 71.2),
-                ("acme.test", 67.2, 64.9),
-                ("cohort.test", 45.0, 44.1),
-                ("struggling.test", 32.1, 41.0),
-            ]
-        else:
-            for domain, records in self._records.items():
-                visible = [r for r in records if r.at <= end]
-                inside = [r for r in visible if r.at >= start]
-                before = [r for r in visible if r.at < start]
-                if inside and before:
-                    now_run = synthetic_run(self.seed, domain, inside[-1].run_index)
-                    then_run = synthetic_run(self.seed, domain, before[-1].run_index)
-                    rows.append((domain, now_run.composite, then_run.composite))
-        limit = 5 if sandbox else 20
-        by_change = sorted(rows, key=lambda r: abs(r[1] - r[2]), reverse=True)
-        gainers = [_mover(*r) for r in by_change if r[1] > r[2]]
-        decliners = [_mover(*r) for r in by_change if r[1] < r[2]]
-        body: JSON = {
-            "window": window,
-            "window_start": _iso(self.at_dt(start)),
-            "window_end": _iso(self.at_dt(end)),
-            "gainers": gainers[:limit],
-            "decliners": decliners[:limit],
-        }
-        return SimResponse(200, {"mode": "sandbox", **body} if sandbox else body)
-
-    # --- meta ---------------------------------------------------------------------------
-
-    def signals(self, key: SimKey) -> SimResponse:
-        return SimResponse(200, signals_manifest())  # no `mode`, even in the sandbox
-
-    def usage(self, key: SimKey) -> SimResponse:
-        now = self.now_dt()
-        month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        plan = key.plan
-        if key.key.startswith("ki_test_"):
-            cold = 0 if plan.cold_included is None else plan.cold_included // 3
-            cached = 0 if plan.cached_included is None else plan.cached_included * 2 // 5
-        else:
-            meter = self._meters[(key.account, self._period())]
-            cold, cached = meter["cold"], meter["cached"]
-        body: JSON = {
-            "user_id": key.account,
-            "period": self._period(),
-            "tier": plan.tier,
-            "total_calls": cold + cached,
-            "cold_calls": cold,
-            "cached_calls": cached,
-            "last_reset": _iso(month_start),
-            "next_reset": _iso(_next_month(now)),
-            "tier_limits": {
-                "cached_calls_included": plan.cached_included,
-                "cold_calls_included": plan.cold_included,
-                "freshness_window_hours": plan.freshness_window_hours,
-            },
-        }
-        if key.key.startswith("ki_test_"):
-            body = {"mode": "sandbox", **body}
-        return SimResponse(200, body)
-
-
-def _mover(domain: str, now: float, then: float) -> JSON:
-    return {
-        "domain": domain,
-        "company_name": domain.split(".")[0].capitalize(),
-        "composite_now": now,
-        "composite_then": then,
-        "delta": round(now - then, 1),
-        "ki_rating_now": rating_for(now),
-        "ki_rating_then": rating_for(then),
-    }
-
-
-def _histogram(values: list[float], *, width: int, bins: int) -> list[JSON]:
-    counts = [0] * bins
-    for value in values:
-        counts[min(bins - 1, max(0, int(value // width)))] += 1
-    return [{"range": f"{i * width}-{(i + 1) * width}", "count": c} for i, c in enumerate(counts)]
-
-
-def _percentile(composite: float) -> int:
-    """Percentile of ``composite`` in a normal universe (mean 50, sd 15)."""
-    return max(0, min(100, round(50 * (1 + math.erf((composite - 50) / (15 * math.sqrt(2)))))))
-
-
-def _next_month(now: datetime) -> datetime:
-    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return (first + timedelta(days=32)).replace(day=1)

@@ -17,7 +17,8 @@ from kepler_async._client import AsyncKepler
 from kepler_async._kepler_dialect import KEPLER_POLICY
 
 from ._faults import Fault
-from ._kepler_sim import LIVE_KEY, UNAUTHORIZED, KeplerSimulator, SimKey, SimResponse
+from ._kepler_sim import LIVE_KEY, UNAUTHORIZED, KeplerSimulator
+from ._sim_types import SimKey, SimResponse
 
 __all__ = ["SIM_BASE_URL", "asgi_transport", "create_app", "simulated_client"]
 
