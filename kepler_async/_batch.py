@@ -30,6 +30,7 @@ from ._models import Score
 if TYPE_CHECKING:
     from ._client import AsyncKepler
     from ._handle import JobHandle
+    from ._policies import PollPolicy
 
 __all__ = ["ScoreOutcome", "score_many"]
 
@@ -73,11 +74,11 @@ class _Batch:
         *,
         max_outstanding: int,
         force_fresh: bool,
-        deadline: float | None,
+        policy: PollPolicy,
     ) -> None:
         self._client = client
         self._force_fresh = force_fresh
-        self._deadline = deadline
+        self._policy = policy
         self._slots = anyio.Semaphore(max_outstanding)
         self._send, self.receive = anyio.create_memory_object_stream[ScoreOutcome](math.inf)
         self._groups: dict[str, _Group] = {}
@@ -166,8 +167,8 @@ class _Batch:
         waited = 0.0
         while True:
             try:
-                job = await self._client.submit(
-                    group.domain, force_fresh=self._force_fresh, deadline=self._deadline
+                job = await self._client._submit_normalized(
+                    group.domain, self._force_fresh, self._policy, in_driver=True
                 )
             except ColdBudgetExhausted as error:
                 self._stop(f"not submitted: the cold budget is exhausted ({error.message})")
@@ -219,13 +220,11 @@ async def score_many(
     *,
     max_outstanding: int,
     force_fresh: bool,
-    deadline: float | None,
+    policy: PollPolicy,
 ) -> AsyncIterator[ScoreOutcome]:
     """The body of ``AsyncKepler.score_many`` (see there)."""
     await client._scheduler.wait_running()
-    batch = _Batch(
-        client, max_outstanding=max_outstanding, force_fresh=force_fresh, deadline=deadline
-    )
+    batch = _Batch(client, max_outstanding=max_outstanding, force_fresh=force_fresh, policy=policy)
     client._scheduler.start_soon(batch.feed, domains)
     try:
         async with batch.receive:

@@ -235,6 +235,13 @@ class AsyncKepler(KeplerEndpoints):
         name = normalize_domain(domain)
         policy = self._policy_for(deadline)
         await self._scheduler.wait_running()
+        return await self._submit_normalized(name, bool(force_fresh), policy, in_driver=False)
+
+    async def _submit_normalized(
+        self, name: str, force_fresh: bool, policy: PollPolicy, *, in_driver: bool
+    ) -> ScoreJob:
+        """``submit`` for a checked domain. ``in_driver``: the caller is a task of the
+        driver's task group already (``score_many``), so the POST may run in it."""
         job = self._by_domain.get(name)
         if job is not None and not job.done():
             return job
@@ -242,9 +249,12 @@ class AsyncKepler(KeplerEndpoints):
         if flight is None:
             flight = _Flight()
             self._submitting[name] = flight
-            # The POST runs in the driver's task group, not in the caller's task: if
-            # the caller is cancelled, the answer (and its job id) is still kept.
-            self._scheduler.start_soon(self._run_submit, name, bool(force_fresh), policy, flight)
+            if in_driver:
+                await self._run_submit(name, force_fresh, policy, flight)
+            else:
+                # The POST runs in the driver's task group, not in the caller's task:
+                # if the caller is cancelled, the answer (and its job id) is still kept.
+                self._scheduler.start_soon(self._run_submit, name, force_fresh, policy, flight)
         return await flight.wait()
 
     async def _run_submit(
@@ -356,6 +366,6 @@ class AsyncKepler(KeplerEndpoints):
             self,
             domains,
             max_outstanding=max_outstanding,
-            force_fresh=force_fresh,
-            deadline=policy.deadline,
+            force_fresh=bool(force_fresh),
+            policy=policy,
         )

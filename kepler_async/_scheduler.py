@@ -53,7 +53,7 @@ _EARLY = 0.001
 #: tried once by the HTTP layer.
 _ONCE = RetryPolicy(attempts=1)
 #: The longest a busy poll worker keeps the event loop from other work (seconds).
-_MAX_STALL = 0.0005
+_MAX_STALL = 0.0002
 #: How long to pause on a 429 that names no ``Retry-After``.
 DEFAULT_THROTTLE_PAUSE = 5.0
 

@@ -99,8 +99,8 @@ def _structure_open_enum(value: object, tp: Any) -> object:
         return value  # a value newer than this client: keep the raw string
 
 
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=False)
+def _make_converter(*, detailed: bool) -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=detailed)
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(int, _strict_int)
     conv.register_structure_hook(float, _strict_float)
@@ -111,7 +111,10 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-converter = _make_converter()
+#: The converter of the happy path: no per-field bookkeeping, about twice as fast.
+converter = _make_converter(detailed=False)
+#: Run again on a body that failed, to say which field was wrong.
+_explainer = _make_converter(detailed=True)
 
 
 def _first_leaf(exc: BaseException) -> str:
@@ -133,11 +136,16 @@ def decode(cls: type[T], data: object, *, what: str, raw: str | bytes = "") -> T
         )
     try:
         return converter.structure(data, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
-        detail = _first_leaf(exc)
-        raise ProtocolError(
-            f"{what}: unexpected shape ({detail}): {excerpt(raw or json.dumps(data))}"
-        ) from exc
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError, AttributeError) as fast:
+        failure: BaseException = fast
+    try:
+        _explainer.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as detailed:
+        failure = detailed
+    detail = _first_leaf(failure)
+    raise ProtocolError(
+        f"{what}: unexpected shape ({detail}): {excerpt(raw or json.dumps(data))}"
+    ) from failure
 
 
 def parse_json(raw: bytes, *, what: str) -> object:
