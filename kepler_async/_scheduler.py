@@ -1,9 +1,11 @@
 """The shared poll scheduler: one driver task for any number of jobs of any job API.
 
-The driver keeps a min-heap of handles ordered by their next due time, sleeps until the
-earliest (or until woken by a new, earlier job), and starts each due poll as a short
-task once the ``CapacityLimiter`` of in-flight requests lets it. A pending job costs
-its handle and a heap slot; no task, thread or timer of its own.
+The driver keeps a min-heap of (due time, handle), sleeps until the earliest (or until
+woken by a new, earlier job), and hands due jobs to poll workers: at most one worker
+per free slot of the ``CapacityLimiter`` of in-flight requests (shared with submits).
+A worker keeps its slot and goes on to whatever else is due, so a busy client starts
+no task per poll; it ends when nothing is due. A pending job costs its handle and a
+heap entry: no task, thread or timer of its own.
 
 Server signals are shared: a 429 pauses all polling until its ``Retry-After``; a 401
 fails every pending handle. Transient failures (timeouts, connect errors, 5xx) are
@@ -54,6 +56,8 @@ _EARLY = 0.001
 _ONCE = RetryPolicy(attempts=1)
 #: The longest a busy poll worker keeps the event loop from other work (seconds).
 _MAX_STALL = 0.0002
+#: After this many polls in a row that never yielded, polls run on one worker.
+_SYNC_STREAK = 16
 #: How long to pause on a 429 that names no ``Retry-After``.
 DEFAULT_THROTTLE_PAUSE = 5.0
 
@@ -92,6 +96,12 @@ class _Turns:
     def arm(self) -> None:
         pass
 
+    def arm_step(self) -> int:
+        return 0
+
+    def turned_since(self, ticket: int) -> bool:
+        return True  # unknown here: assume polls wait on I/O
+
     async def settle(self) -> None:
         await anyio.lowlevel.checkpoint()
 
@@ -106,7 +116,7 @@ class _AsyncioTurns(_Turns):
     this costs it next to nothing.
     """
 
-    __slots__ = ("_armed", "_loop", "_turned_at")
+    __slots__ = ("_armed", "_loop", "_turned_at", "_turns")
 
     def __init__(self) -> None:
         import asyncio
@@ -114,15 +124,26 @@ class _AsyncioTurns(_Turns):
         self._loop = asyncio.get_running_loop()
         self._turned_at = self._loop.time()
         self._armed = False
+        self._turns = 0
 
     def _mark(self) -> None:
         self._armed = False
+        self._turns += 1
         self._turned_at = self._loop.time()
 
     def arm(self) -> None:
         if not self._armed:
             self._armed = True
             self._loop.call_soon(self._mark)
+
+    def arm_step(self) -> int:
+        """Arm the turn marker; the ticket tells later whether the loop turned."""
+        self.arm()
+        return self._turns
+
+    def turned_since(self, ticket: int) -> bool:
+        """True if the event loop had a turn since ``arm_step`` gave ``ticket``."""
+        return self._turns != ticket
 
     async def settle(self) -> None:
         if self._loop.time() - self._turned_at >= _MAX_STALL:
@@ -194,6 +215,7 @@ class Scheduler:
         self._time: Callable[[], float] = anyio.current_time
         self._turns: _Turns = _Turns()
         self._workers = 0
+        self._sync_steps = 0  # consecutive polls that never yielded to the loop
         self._worker_free: anyio.Event | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -442,7 +464,7 @@ class Scheduler:
                     continue
                 await self._sleep_until(min(self._paused_until, job._deadline))
                 continue
-            if self._workers >= self._max_in_flight:
+            if self._workers >= self._worker_limit():
                 # Every slot has a worker, and workers take due jobs as they go:
                 # wait for one to run out of work instead of churning the limiter.
                 self._worker_free = anyio.Event()
@@ -457,6 +479,15 @@ class Scheduler:
                 self._tg.start_soon(self._work, token, job)
             else:
                 self._limiter.release_on_behalf_of(token)
+
+    def _worker_limit(self) -> int:
+        """How many poll workers may run: one while polls complete without waiting.
+
+        A transport that answers without yielding (an in-process fake or ASGI app) has
+        no I/O to overlap, so more workers only take turns on the CPU and lengthen
+        every turn of the event loop; the full ``max_in_flight`` is for real I/O.
+        """
+        return 1 if self._sync_steps >= _SYNC_STREAK else self._max_in_flight
 
     def _pop_due(self) -> JobHandle[Any] | None:
         """The next job whose poll is due now, if any (and polling is not paused)."""
@@ -483,8 +514,14 @@ class Scheduler:
             next_job: JobHandle[Any] | None = job
             turns = self._turns
             while next_job is not None:
-                turns.arm()
+                ticket = turns.arm_step()
                 await self._step(next_job)
+                if turns.turned_since(ticket):
+                    self._sync_steps = 0
+                else:
+                    self._sync_steps += 1
+                    if self._workers > self._worker_limit():
+                        return  # polls never wait on I/O: one worker is enough
                 # An in-process transport may answer without ever yielding to the
                 # event loop: then let the rest of the loop run before the next poll.
                 await turns.settle()
