@@ -6,7 +6,11 @@ each limit, a fresh client scores ``--jobs`` new domains with ``score_many`` and
 poll policy scaled to match, and we count the requests it sent per second of wall time
 and per CPU second of the client process.
 
-    python benchmarks/inflight_limit.py [--jobs 500] [--limits 1,5,10,20,50,100] [--json PATH]
+With ``--latency-ms`` every answer is held back that long, as a remote API's round trip
+would be; then throughput needs requests in flight (about rate x round trip).
+
+    python benchmarks/inflight_limit.py [--jobs 500] [--limits 1,5,10,20,50,100]
+                                        [--latency-ms 0] [--json PATH]
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from _common import cpu_seconds, machine, save, table
 SCALE = 0.001
 
 
-def serve_forever(conn: Any) -> None:
+def serve_forever(conn: Any, latency_ms: float) -> None:
     from kepler_async.testing import KeplerSimulator, create_app, serve
 
     sim = KeplerSimulator(seed=3, time_scale=SCALE, per_key_cold_per_hour=None)
+    if latency_ms:  # every answer waits, as over a network to a remote API
+        sim.add_fault("delay", delay=latency_ms / 1000, times=10**9, after_processing=True)
     with serve(create_app(sim)) as url:
         conn.send(url)
         conn.recv()  # until told to stop
@@ -67,11 +73,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--limits", default="1,5,10,20,50,100")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added to every answer, like a WAN RTT"
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    server = ctx.Process(target=serve_forever, args=(child,), daemon=True)
+    server = ctx.Process(target=serve_forever, args=(child, args.latency_ms), daemon=True)
     server.start()
     try:
         url = parent.recv()
@@ -87,13 +96,14 @@ def main() -> None:
     ]
     print(
         table(
-            f"inflight_limit: {args.jobs} jobs per limit over HTTP to uvicorn on 127.0.0.1 "
-            f"({machine()})",
+            f"inflight_limit: {args.jobs} jobs per limit over HTTP to uvicorn on 127.0.0.1, "
+            f"{args.latency_ms:g} ms added to each answer ({machine()})",
             ["max_in_flight", "requests", "wall s", "requests/s", "requests/CPU s"],
             rows,
         )
     )
-    print(f"JSON: {save('inflight_limit', {'args': vars(args), 'results': results}, args.json)}")
+    name = "inflight_limit" + (f"_latency_{args.latency_ms:g}ms" if args.latency_ms else "")
+    print(f"JSON: {save(name, {'args': vars(args), 'results': results}, args.json)}")
 
 
 if __name__ == "__main__":
