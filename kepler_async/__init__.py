@@ -35,6 +35,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._handle import JobHandle, ScoreJob
+from ._journal import JournalEntry, JournalError, SQLiteJobStore
 from ._models import (
     BucketComparison,
     Buckets,
@@ -108,6 +109,8 @@ __all__ = [
     "JobHandle",
     "JobNotFound",
     "JobStatus",
+    "JournalEntry",
+    "JournalError",
     "KIRating",
     "KeplerError",
     "Mover",
@@ -127,6 +130,7 @@ __all__ = [
     "RateLimited",
     "ResultRef",
     "RetryPolicy",
+    "SQLiteJobStore",
     "SandboxOnly",
     "SchedulerStatistics",
     "Score",

@@ -20,14 +20,16 @@ from ._exceptions import (
     AuthenticationError,
     ClientClosed,
     ConfigurationError,
+    JobFailed,
     KeplerError,
     RateLimited,
     SubmitUncertain,
 )
-from ._handle import ScoreJob
+from ._handle import JobHandle, ScoreJob
 from ._http import HttpBoundary
 from ._jobapi import Done
-from ._kepler_dialect import KeplerDialect
+from ._journal import SQLiteJobStore, key_fingerprint
+from ._kepler_dialect import KeplerDialect, failure_for
 from ._kepler_errors import kepler_error, kepler_submit_never_started
 from ._models import Score
 from ._policies import PollPolicy, RetryPolicy
@@ -80,7 +82,10 @@ class AsyncKepler(KeplerEndpoints):
     ``http_client`` you pass is used as it is and left open for you to close; a
     ``transport`` (such as the simulator's) goes into an httpx client this one owns.
     ``poll_policy`` sets how jobs are polled (and their default deadline);
-    ``max_in_flight`` bounds concurrent requests, polls and submits together.
+    ``max_in_flight`` bounds concurrent requests, polls and submits together. With a
+    ``journal`` (``SQLiteJobStore``), job ids are recorded before they are acted on and
+    outcomes when they end: a later run serves scored domains from it, resumes pending
+    jobs, and never POSTs a domain twice.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class AsyncKepler(KeplerEndpoints):
         retry: RetryPolicy | None = None,
         poll_policy: PollPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        journal: SQLiteJobStore | None = None,
     ) -> None:
         key = resolve_api_key(api_key)
         url = resolve_base_url(base_url)
@@ -103,6 +109,10 @@ class AsyncKepler(KeplerEndpoints):
             raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
         if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
             raise ConfigurationError("poll_policy must be a PollPolicy")
+        if journal is not None and not isinstance(journal, SQLiteJobStore):
+            raise ConfigurationError("journal must be a SQLiteJobStore")
+        self._journal = journal
+        self._fingerprint = key_fingerprint(key)
         self._sandbox = key.startswith("ki_test_")
         self._http = HttpBoundary.create(
             api_key=key,
@@ -245,6 +255,10 @@ class AsyncKepler(KeplerEndpoints):
         job = self._by_domain.get(name)
         if job is not None and not job.done():
             return job
+        if self._journal is not None:
+            known = await self._from_journal(name, policy)
+            if known is not None:
+                return known
         flight = self._submitting.get(name)
         if flight is None:
             flight = _Flight()
@@ -276,7 +290,11 @@ class AsyncKepler(KeplerEndpoints):
                 job = ScoreJob(None, domain)
                 job._resolve(state.result)
                 self._scheduler.record_submit(started=False)
+                self._journal_outcome(domain, job)
             else:
+                if self._journal is not None:
+                    with anyio.CancelScope(shield=True):  # written before acted on
+                        await self._journal.record_submitted(domain, state.job_id)
                 job = ScoreJob(
                     state.job_id,
                     state.subject or domain,
@@ -287,6 +305,7 @@ class AsyncKepler(KeplerEndpoints):
                 self._scheduler.record_submit(started=True)
                 self._scheduler.watch(job)
                 self._track(domain, job)
+                self._journal_outcome(domain, job)
         except RateLimited as exc:
             self._scheduler.pause(exc.retry_after)
             error = exc
@@ -306,6 +325,51 @@ class AsyncKepler(KeplerEndpoints):
         finally:
             self._submitting.pop(domain, None)
             flight.finish(job, error)
+
+    async def _from_journal(self, domain: str, policy: PollPolicy) -> ScoreJob | None:
+        """A handle for ``domain`` from the journal, or None if it must be submitted."""
+        assert self._journal is not None
+        await self._journal.bind(base_url=self.base_url, fingerprint=self._fingerprint)
+        entry = await self._journal.get(domain)
+        if entry is None:
+            return None
+        if entry.state == "scored" and entry.score is not None:
+            job = ScoreJob(entry.job_id, domain)
+            job._resolve(entry.score)
+            return job
+        if entry.state == "pending" and entry.job_id is not None:
+            job = self.resume(entry.job_id, domain=domain, deadline=policy.deadline)
+            self._track(domain, job)
+            self._journal_outcome(domain, job)
+            return job
+        if entry.state == "failed" and not entry.retryable and entry.job_id is not None:
+            job = ScoreJob(entry.job_id, domain)
+            job._fail(failure_for(entry.job_id, domain, entry.failure_reason))
+            return job
+        return None  # a retryable failure: submit again
+
+    def _journal_outcome(self, domain: str, job: ScoreJob) -> None:
+        """Write the job's end to the journal when it comes (scores and job failures)."""
+        journal = self._journal
+        if journal is None:
+            return
+
+        async def write(finished: ScoreJob) -> None:
+            with anyio.CancelScope(shield=True):  # let the write finish, even on close
+                error = finished.exception()
+                if error is None and finished._result is not None:
+                    await journal.record_scored(domain, finished.job_id, finished._result)
+                elif isinstance(error, JobFailed):
+                    await journal.record_failed(domain, finished.job_id, error)
+                # Anything else (deadline, close, cancel) leaves the job pending: the
+                # next run resumes it.
+
+        def on_done(finished: JobHandle[Score]) -> None:
+            assert isinstance(finished, ScoreJob)
+            if self._scheduler.running:
+                self._scheduler.start_soon(write, finished)
+
+        job.add_done_callback(on_done)
 
     def _track(self, domain: str, job: ScoreJob) -> None:
         self._by_domain[domain] = job

@@ -1,0 +1,190 @@
+"""The journal: a batch that stops (or is killed) and runs again never pays twice."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+
+import kepler_async as ka
+from kepler_async import AsyncKepler, SQLiteJobStore
+from kepler_async.testing import (
+    LIVE_KEY,
+    OTHER_KEY,
+    SIM_BASE_URL,
+    KeplerSimulator,
+    asgi_transport,
+)
+
+from .virtual_time import virtual_backend
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, object]]:
+    return virtual_backend("asyncio")
+
+
+@pytest.fixture
+async def sim() -> KeplerSimulator:
+    return KeplerSimulator(seed=9, clock=anyio.current_time, per_key_cold_per_hour=None)
+
+
+@pytest.fixture
+def journal_path(tmp_path: Path) -> Path:
+    return tmp_path / "journal.db"
+
+
+def client(sim: KeplerSimulator, path: Path, key: str = LIVE_KEY, **kwargs: object) -> AsyncKepler:
+    return AsyncKepler(
+        key,
+        base_url=SIM_BASE_URL,
+        transport=asgi_transport(sim),
+        journal=SQLiteJobStore(path, threaded=False),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def outcomes(kepler: AsyncKepler, domains: list[str]) -> list[ka.ScoreOutcome]:
+    return [o async for o in kepler.score_many(domains)]
+
+
+async def test_a_second_run_is_served_from_the_journal(
+    sim: KeplerSimulator, journal_path: Path
+) -> None:
+    sim.script("broken.io", failure_reason="sfn_failed")
+    domains = ["stripe.com", "plaid.com", "broken.io"]
+    async with client(sim, journal_path) as kepler:
+        first = {o.domain: o for o in await outcomes(kepler, domains)}
+    requests = sum(sim.counters.requests.values())
+    async with client(sim, journal_path) as kepler:
+        second = {o.domain: o for o in await outcomes(kepler, domains)}
+    assert sum(sim.counters.requests.values()) == requests  # not one request
+    assert second["stripe.com"].score == first["stripe.com"].score
+    assert isinstance(second["broken.io"].error, ka.PipelineFailed)
+    assert second["broken.io"].job_id == first["broken.io"].job_id
+
+
+async def test_pending_jobs_are_resumed_not_posted_again(
+    sim: KeplerSimulator, journal_path: Path
+) -> None:
+    for i in range(20):
+        sim.script(f"d{i}.com", duration=60)
+    domains = [f"d{i}.com" for i in range(20)]
+    async with client(sim, journal_path) as kepler:
+        jobs = [await kepler.submit(d) for d in domains]
+    # The client closed with every job pending (as a crash would leave them).
+    assert all(isinstance(job.exception(), ka.ClientClosed) for job in jobs)
+    entries = await SQLiteJobStore(journal_path, threaded=False).entries()
+    assert {e.state for e in entries} == {"pending"}
+    assert {e.job_id for e in entries} == {job.job_id for job in jobs}
+    async with client(sim, journal_path) as kepler:
+        done = await outcomes(kepler, domains)
+    assert {o.status for o in done} == {"scored"}
+    assert sim.counters.requests["POST /v1/score"] == 20
+    assert set(sim.counters.cold_runs_billed.values()) == {1}
+
+
+async def test_a_retryable_failure_is_submitted_again(
+    sim: KeplerSimulator, journal_path: Path
+) -> None:
+    sim.script("flaky.io", failure_reason="sfn_timed_out")
+    async with client(sim, journal_path) as kepler:
+        with pytest.raises(ka.PipelineTimedOut):
+            await kepler.score("flaky.io")
+    async with client(sim, journal_path) as kepler:
+        assert (await kepler.score("flaky.io")).domain == "flaky.io"
+    assert sim.counters.cold_runs_billed["flaky.io"] == 2
+    entry = await SQLiteJobStore(journal_path, threaded=False).get("flaky.io")
+    assert entry is not None
+    assert entry.state == "scored"
+
+
+async def test_interrupted_batches_converge_to_one_run_per_domain(
+    sim: KeplerSimulator, journal_path: Path
+) -> None:
+    domains = [f"company-{i:03d}.com" for i in range(300)]
+    for round_ in range(3):  # stop each run part-way, as an interrupt would
+        async with client(sim, journal_path) as kepler:
+            with anyio.move_on_after(40 + 10 * round_):
+                await outcomes(kepler, domains)
+    async with client(sim, journal_path) as kepler:
+        final = await outcomes(kepler, domains)
+    assert sorted(o.domain or "" for o in final) == domains
+    assert Counter(o.status for o in final)["not_attempted"] == 0
+    # One billed run per domain; a second only where the first ended in a retryable
+    # failure (sfn_timed_out), which a journal run submits again by design.
+    timed_out = {j.domain for j in sim.jobs.values() if j.failure_reason == "sfn_timed_out"}
+    for domain, runs in sim.counters.cold_runs_billed.items():
+        assert runs == 1 or (runs == 2 and domain in timed_out), (domain, runs)
+    assert sim.counters.total_cold_runs <= len(domains) + len(timed_out)
+
+
+async def test_a_journal_for_another_api_or_key_is_refused(
+    sim: KeplerSimulator, journal_path: Path
+) -> None:
+    async with client(sim, journal_path) as kepler:
+        await kepler.score("stripe.com")
+    async with client(sim, journal_path, key=OTHER_KEY) as kepler:
+        with pytest.raises(ka.JournalError, match="another API key"):
+            await kepler.score("stripe.com")
+    other = AsyncKepler(
+        LIVE_KEY,
+        base_url="http://elsewhere.example",
+        transport=asgi_transport(sim),
+        journal=SQLiteJobStore(journal_path, threaded=False),
+    )
+    async with other:
+        with pytest.raises(ka.JournalError, match=r"was made for 'http://kepler\.simulator'"):
+            await other.score("stripe.com")
+    raw = journal_path.read_bytes()
+    assert LIVE_KEY.encode() not in raw  # a fingerprint, never the key
+
+
+async def test_a_corrupt_journal_is_refused_and_left_untouched(
+    sim: KeplerSimulator, journal_path: Path
+) -> None:
+    journal_path.write_bytes(b"this is not a database" * 100)
+    before = journal_path.read_bytes()
+    async with client(sim, journal_path) as kepler:
+        with pytest.raises(ka.JournalError, match="not a usable journal"):
+            await kepler.score("stripe.com")
+    assert journal_path.read_bytes() == before
+
+
+async def test_a_journal_from_a_newer_version_is_refused(
+    sim: KeplerSimulator, journal_path: Path
+) -> None:
+    async with client(sim, journal_path) as kepler:
+        await kepler.score("stripe.com")
+    conn = sqlite3.connect(journal_path)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    async with client(sim, journal_path) as kepler:
+        with pytest.raises(ka.JournalError, match="newer kepler-async"):
+            await kepler.score("plaid.com")
+
+
+def test_the_journal_repr_and_fingerprint_hide_the_key(tmp_path: Path) -> None:
+    from kepler_async._journal import key_fingerprint
+
+    store = SQLiteJobStore(tmp_path / "j.db")
+    assert "j.db" in repr(store)
+    fingerprint = key_fingerprint(LIVE_KEY)
+    assert LIVE_KEY not in fingerprint
+    assert len(fingerprint) == 16
+
+
+async def test_the_threaded_store_round_trips(journal_path: Path) -> None:
+    store = SQLiteJobStore(journal_path)  # statements on a worker thread
+    await store.bind(base_url="http://x.example", fingerprint="abc")
+    await store.record_submitted("a.com", "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
+    entry = await store.get("a.com")
+    assert entry is not None
+    assert (entry.state, entry.job_id) == ("pending", "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
+    await store.aclose()
