@@ -139,6 +139,8 @@ class AsyncKepler(KeplerEndpoints):
 
     async def __aenter__(self) -> AsyncKepler:
         self._check_open()
+        if self._journal is not None:  # refuse a journal of another API or key now
+            await self._journal.bind(base_url=self.base_url, fingerprint=self._fingerprint)
         if self._tg is None and not self._scheduler.running:
             tg = anyio.create_task_group()
             await tg.__aenter__()

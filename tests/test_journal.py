@@ -129,18 +129,18 @@ async def test_a_journal_for_another_api_or_key_is_refused(
 ) -> None:
     async with client(sim, journal_path) as kepler:
         await kepler.score("stripe.com")
-    async with client(sim, journal_path, key=OTHER_KEY) as kepler:
-        with pytest.raises(ka.JournalError, match="another API key"):
-            await kepler.score("stripe.com")
+    with pytest.raises(ka.JournalError, match="another API key"):  # refused on opening
+        async with client(sim, journal_path, key=OTHER_KEY):
+            pass
     other = AsyncKepler(
         LIVE_KEY,
         base_url="http://elsewhere.example",
         transport=asgi_transport(sim),
         journal=SQLiteJobStore(journal_path, threaded=False),
     )
-    async with other:
-        with pytest.raises(ka.JournalError, match=r"was made for 'http://kepler\.simulator'"):
-            await other.score("stripe.com")
+    with pytest.raises(ka.JournalError, match=r"was made for 'http://kepler\.simulator'"):
+        async with other:
+            pass
     raw = journal_path.read_bytes()
     assert LIVE_KEY.encode() not in raw  # a fingerprint, never the key
 
@@ -150,9 +150,9 @@ async def test_a_corrupt_journal_is_refused_and_left_untouched(
 ) -> None:
     journal_path.write_bytes(b"this is not a database" * 100)
     before = journal_path.read_bytes()
-    async with client(sim, journal_path) as kepler:
-        with pytest.raises(ka.JournalError, match="not a usable journal"):
-            await kepler.score("stripe.com")
+    with pytest.raises(ka.JournalError, match="not a usable journal"):
+        async with client(sim, journal_path):
+            pass
     assert journal_path.read_bytes() == before
 
 
@@ -165,9 +165,20 @@ async def test_a_journal_from_a_newer_version_is_refused(
     conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
+    with pytest.raises(ka.JournalError, match="newer kepler-async"):
+        async with client(sim, journal_path):
+            pass
+
+
+async def test_without_async_with_the_journal_is_checked_on_first_use(
+    sim: KeplerSimulator, journal_path: Path
+) -> None:
     async with client(sim, journal_path) as kepler:
-        with pytest.raises(ka.JournalError, match="newer kepler-async"):
-            await kepler.score("plaid.com")
+        await kepler.score("stripe.com")
+    kepler = client(sim, journal_path, key=OTHER_KEY)  # notebook style
+    with pytest.raises(ka.JournalError, match="another API key"):
+        await kepler.score("stripe.com")
+    await kepler.aclose()
 
 
 def test_the_journal_repr_and_fingerprint_hide_the_key(tmp_path: Path) -> None:

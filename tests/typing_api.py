@@ -69,6 +69,13 @@ async def every_call() -> None:
     await kepler.aclose()
     sim_client: ka.AsyncKepler = simulated_client(sim, LIVE_KEY, max_in_flight=4)
     await sim_client.aclose()
+    store = ka.SQLiteJobStore("journal.db", threaded=True)
+    journaled = ka.AsyncKepler(LIVE_KEY, journal=store)
+    entry: ka.JournalEntry | None = await store.get("stripe.com")
+    entries: list[ka.JournalEntry] = await store.entries()
+    await journaled.aclose()
+    await store.aclose()
+    del entry, entries
     closed: bool = kepler.closed
     name: str = ka.normalize_domain("https://www.stripe.com")
     async with httpx.AsyncClient() as http:

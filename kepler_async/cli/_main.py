@@ -1,0 +1,221 @@
+"""``kepler-async``: score domains from a shell, serve the simulator, run the demo."""
+
+from __future__ import annotations
+
+import sys
+from typing import IO
+
+import anyio
+import click
+from rich.console import Console
+
+from kepler_async._client import AsyncKepler
+from kepler_async._exceptions import ConfigurationError
+from kepler_async._journal import SQLiteJobStore
+from kepler_async._kepler_dialect import KEPLER_POLICY
+from kepler_async._version import __version__
+
+from ._io import InputError, RowWriter, open_output, read_inputs
+from ._run import print_summary, run_batch, run_interruptible
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _stderr(quiet: bool) -> Console | None:
+    return None if quiet else Console(stderr=True)
+
+
+@click.group(name="kepler-async", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kepler-async")
+def main() -> None:
+    """Score companies with the Kepler Insights API, from the shell.
+
+    \b
+    kepler-async demo                       see it work: no key, no network
+    kepler-async score stripe.com plaid.com score a few domains (KEPLER_API_KEY)
+    kepler-async score -f domains.txt --journal run.db -o scores.jsonl
+    kepler-async simulate                   a local Kepler API to test against
+    """
+
+
+@main.command(short_help="Score domains from arguments or files into JSON Lines or CSV.")
+@click.argument("domains", nargs=-1)
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    metavar="FILE",
+    help="Read domains from FILE, one per line ('-' for standard input). Blank lines "
+    "and lines starting with # are skipped.",
+)
+@click.option("-o", "--out", metavar="PATH", help="Write rows to PATH instead of stdout.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="Output format, one row per input domain.",
+)
+@click.option(
+    "--max-outstanding",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Jobs submitted and unfinished at once.",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    default=180.0,
+    show_default=True,
+    help="Seconds to wait for each cold job before giving up on it.",
+)
+@click.option(
+    "--journal",
+    metavar="PATH",
+    help="Record job ids and outcomes in this SQLite file; run the same command again "
+    "after a crash or Ctrl-C to resume without paying twice.",
+)
+@click.option(
+    "--base-url", metavar="URL", help="API base URL (default: KEPLER_BASE_URL or production)."
+)
+@click.option(
+    "--poll-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Scale poll delays (e.g. 0.01 for a simulator at time scale 0.01).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
+def score(
+    domains: tuple[str, ...],
+    files: tuple[str, ...],
+    out: str | None,
+    fmt: str,
+    max_outstanding: int,
+    deadline: float,
+    journal: str | None,
+    base_url: str | None,
+    poll_scale: float,
+    quiet: bool,
+) -> None:
+    """Score DOMAIN... (and/or the domains of --file). The key comes from KEPLER_API_KEY.
+
+    Exit status: 0 all scored, 1 some failed or were not attempted, 2 usage or
+    configuration error, 130 interrupted.
+    """
+    try:
+        items = read_inputs(domains, files)
+        if not items:
+            raise click.UsageError("give domains as arguments or with --file")
+        kepler = AsyncKepler(
+            base_url=base_url,
+            poll_policy=KEPLER_POLICY.scaled(poll_scale),
+            journal=SQLiteJobStore(journal) if journal else None,
+        )
+        stream: IO[str] = open_output(out)
+    except (InputError, ConfigurationError) as exc:
+        click.echo(f"kepler-async: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    console = _stderr(quiet)
+    live = console if console is not None and console.is_terminal else None
+
+    async def work() -> object:
+        async with kepler:
+            return await run_batch(
+                kepler,
+                items,
+                RowWriter(stream, fmt),
+                max_outstanding=max_outstanding,
+                deadline=deadline,
+                console=live,
+            )
+
+    try:
+        tally, interrupted = anyio.run(run_interruptible, work)
+    except ConfigurationError as exc:  # a journal for another API, say
+        click.echo(f"kepler-async: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        tally, interrupted = None, True
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    if interrupted:
+        hint = (
+            f"run the same command again to resume from {journal}"
+            if journal
+            else "add --journal PATH next time to resume without paying twice"
+        )
+        click.echo(f"kepler-async: interrupted; {hint}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    from ._run import Tally
+
+    assert isinstance(tally, Tally)
+    if console is not None:
+        print_summary(tally, console)
+    sys.exit(EXIT_OK if tally.scored == tally.total else EXIT_SOME_FAILED)
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="Simulated seconds per real second, inverted: 0.01 makes a 60 s cold run take 0.6 s.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--failure-rate",
+    type=click.FloatRange(0, 1),
+    default=0.075,
+    show_default=True,
+    help="Share of cold runs that fail, spread over the four failure reasons.",
+)
+def simulate(port: int, time_scale: float, seed: int, failure_rate: float) -> None:
+    """Serve the Kepler simulator on 127.0.0.1 until Ctrl-C."""
+    import uvicorn
+
+    from kepler_async.testing import (
+        FREE_KEY,
+        LIVE_KEY,
+        OTHER_KEY,
+        SANDBOX_KEY,
+        KeplerSimulator,
+        create_app,
+    )
+    from kepler_async.testing._kepler_sim import DEFAULT_FAILURE_MIX
+
+    total = sum(DEFAULT_FAILURE_MIX.values())
+    mix = {reason: share / total * failure_rate for reason, share in DEFAULT_FAILURE_MIX.items()}
+    sim = KeplerSimulator(seed=seed, time_scale=time_scale, failure_mix=mix)
+    url = f"http://127.0.0.1:{port}"
+    click.echo(f"Kepler simulator on {url} (time scale {time_scale:g}, seed {seed})")
+    click.echo(f"  live key (enterprise): {LIVE_KEY}")
+    click.echo(f"  sandbox key:           {SANDBOX_KEY}")
+    click.echo(f"  another account:       {OTHER_KEY}")
+    click.echo(f"  free plan:             {FREE_KEY}")
+    click.echo("Try:")
+    click.echo(
+        f"  KEPLER_API_KEY={LIVE_KEY} kepler-async score --base-url {url} "
+        f"--poll-scale {time_scale:g} stripe.com plaid.com"
+    )
+    config = uvicorn.Config(
+        create_app(sim), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    uvicorn.Server(config).run()
+
+
+@main.command()
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+def demo(quiet: bool) -> None:
+    """Score a mixed list against an in-process simulator: no key, no network."""
+    from ._demo import run_demo
+
+    sys.exit(run_demo(quiet=quiet))

@@ -1,0 +1,187 @@
+"""Running a batch for the command line: rows out, a live progress line, a summary."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import attrs
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kepler_async._batch import ScoreOutcome
+from kepler_async._client import AsyncKepler
+
+from ._io import InputLine, RowWriter, row_for
+
+__all__ = ["Tally", "print_summary", "run_batch", "run_interruptible"]
+
+T = TypeVar("T")
+
+
+@attrs.define
+class Tally:
+    """Counts of what became of the inputs so far."""
+
+    total: int
+    scored: int = 0
+    failed: int = 0
+    not_attempted: int = 0
+    errors: Counter[str] = attrs.field(factory=Counter)
+    cold_runs: int = 0
+    polls: int = 0
+    polls_per_job: float = 0.0
+    elapsed: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        return self.scored + self.failed + self.not_attempted
+
+    def add(self, outcome: ScoreOutcome) -> None:
+        if outcome.status == "scored":
+            self.scored += 1
+        elif outcome.status == "failed":
+            self.failed += 1
+            self.errors[type(outcome.error).__name__] += 1
+        else:
+            self.not_attempted += 1
+            self.errors["not attempted"] += 1
+
+    def line(self) -> str:
+        pending = self.total - self.finished
+        return (
+            f"done {self.scored} · failed {self.failed} · pending {pending} · "
+            f"not attempted {self.not_attempted} · polls {self.polls}"
+        )
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        TextColumn("left ~{task.fields[eta]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def _eta(tally: Tally, elapsed: float) -> str:
+    if not tally.finished or tally.finished >= tally.total:
+        return "-"
+    seconds = elapsed / tally.finished * (tally.total - tally.finished)
+    return f"{seconds:.0f}s"
+
+
+async def run_batch(
+    kepler: AsyncKepler,
+    items: list[InputLine],
+    writer: RowWriter,
+    *,
+    max_outstanding: int,
+    deadline: float | None,
+    console: Console | None,
+) -> Tally:
+    """Score every input through ``score_many``; one row per input, as they finish.
+
+    ``console``: show a live progress display there (None: stay quiet).
+    """
+    tally = Tally(total=len(items))
+    start = time.monotonic()
+    progress = _progress(console) if console is not None else None
+    task = None
+    if progress is not None:
+        progress.start()
+        task = progress.add_task(tally.line(), total=len(items), eta="-")
+
+    def refresh() -> None:
+        stats = kepler.statistics()
+        tally.polls = stats.polls_sent
+        tally.cold_runs = stats.jobs_started
+        tally.polls_per_job = stats.polls_per_finished_job
+        tally.elapsed = time.monotonic() - start
+        if progress is not None and task is not None:
+            progress.update(
+                task,
+                completed=tally.finished,
+                description=tally.line(),
+                eta=_eta(tally, tally.elapsed),
+            )
+
+    async def tick() -> None:
+        while True:
+            refresh()
+            await anyio.sleep(0.25)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tick)
+            stream = kepler.score_many(
+                [item.raw for item in items], max_outstanding=max_outstanding, deadline=deadline
+            )
+            async for outcome in stream:
+                writer.write(row_for(items[outcome.index], outcome, time.monotonic() - start))
+                tally.add(outcome)
+                refresh()
+            tg.cancel_scope.cancel()
+    finally:
+        refresh()
+        if progress is not None:
+            progress.stop()
+    return tally
+
+
+def print_summary(tally: Tally, console: Console) -> None:
+    """The table at the end: outcomes, error classes, cold runs, polls per job."""
+    table = Table(title="kepler-async: summary", show_header=True)
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    table.add_row("scored", str(tally.scored))
+    table.add_row("failed", str(tally.failed))
+    table.add_row("not attempted", str(tally.not_attempted))
+    for name, count in sorted(tally.errors.items()):
+        table.add_row(f"  {name}", str(count))
+    table.add_row("cold runs started", str(tally.cold_runs))
+    table.add_row("polls per finished job", f"{tally.polls_per_job:.1f}")
+    table.add_row("elapsed", f"{tally.elapsed:.1f}s")
+    console.print(table)
+
+
+async def run_interruptible(work: Callable[[], Awaitable[T]]) -> tuple[T | None, bool]:
+    """Run ``work`` until it ends or SIGINT/SIGTERM arrives; say whether one did.
+
+    On a signal the work is cancelled: the client closes, in-flight journal writes
+    finish (they are shielded), and pending jobs stay pending in the journal.
+    """
+    interrupted = False
+    result: T | None = None
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            nonlocal interrupted
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    interrupted = True
+                    scope.cancel()
+                    return
+
+        with anyio.CancelScope() as scope:
+            if sys.platform != "win32":
+                tg.start_soon(watch, scope)
+            try:
+                result = await work()
+            except Exception as exc:  # re-raised below, not wrapped in an ExceptionGroup
+                failure = exc
+        tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result, interrupted

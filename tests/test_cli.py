@@ -1,0 +1,295 @@
+"""The kepler-async command line: help, demo, score, exit codes, crash and interrupt safety."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kepler_async import SQLiteJobStore
+from kepler_async.cli import main
+from kepler_async.cli._io import COLUMNS
+from kepler_async.testing import LIVE_KEY, KeplerSimulator, create_app, serve
+
+SCALE = 0.01
+
+
+@pytest.fixture
+def fast_sim() -> KeplerSimulator:
+    # No retryable failures: a journal run submits those again by design, and these
+    # tests count billed runs exactly.
+    return KeplerSimulator(
+        seed=4,
+        time_scale=SCALE,
+        per_key_cold_per_hour=None,
+        failure_mix={"sfn_failed": 0.04, "scoring_completed_no_record": 0.03},
+    )
+
+
+@pytest.fixture
+def sim_url(fast_sim: KeplerSimulator) -> Iterator[str]:
+    with serve(create_app(fast_sim)) as url:
+        yield url
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("KEPLER_API_KEY", LIVE_KEY)
+    return CliRunner()
+
+
+def rows(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# --- help ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [[], ["score"], ["simulate"], ["demo"]])
+def test_help_reads_well(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--help"], prog_name="kepler-async")
+    assert result.exit_code == 0
+    assert "Usage: kepler-async" in result.output
+    if args == ["score"]:
+        for word in ("--journal", "--max-outstanding", "--deadline", "KEPLER_API_KEY", "130"):
+            assert word in result.output
+
+
+def test_the_demo_runs_without_a_key_or_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KEPLER_API_KEY", raising=False)
+    result = CliRunner().invoke(main, ["demo", "--quiet"])
+    assert result.exit_code == 0, result.output
+    for word in ("PipelineTimedOut", "DeadlineExcee", "InvalidDomain", "scored"):
+        assert word in result.output
+
+
+# --- score --------------------------------------------------------------------------------
+
+
+def test_score_writes_one_row_per_input(
+    runner: CliRunner, sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    fast_sim.seed_score("stripe.com", age=10)
+    listing = tmp_path / "domains.txt"
+    listing.write_text(
+        "# companies to score\n\nplaid.com\nnot a domain\n  STRIPE.com  \nplaid.com\n"
+    )
+    result = runner.invoke(
+        main,
+        [
+            "score",
+            "linear.app",
+            "-f",
+            str(listing),
+            "--base-url",
+            sim_url,
+            "--poll-scale",
+            str(SCALE),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 1, result.output  # one input is malformed
+    out = rows(result.stdout)
+    assert sorted((r["input"], r["line"]) for r in out) == [
+        ("  STRIPE.com  ".strip(), 5),
+        ("linear.app", 0),
+        ("not a domain", 4),
+        ("plaid.com", 3),
+        ("plaid.com", 6),
+    ]
+    by_line = {r["line"]: r for r in out}
+    assert by_line[4]["error"] == "InvalidDomain"
+    assert by_line[3]["job_id"] == by_line[6]["job_id"]
+    assert by_line[5]["status"] == "scored"
+    assert by_line[5]["job_id"] is None
+    assert set(out[0]) == set(COLUMNS)
+    assert fast_sim.counters.cold_runs_billed["plaid.com"] == 1
+
+
+def test_score_all_good_exits_0_and_csv_has_the_schema(
+    runner: CliRunner, sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    fast_sim.seed_score("stripe.com", age=10)
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(
+        main, ["score", "stripe.com", "--base-url", sim_url, "--format", "csv", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    with out.open() as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == list(COLUMNS)
+    assert table[0]["status"] == "scored"
+    assert "summary" in result.stderr
+
+
+def test_bad_setups_exit_2_before_any_request(
+    runner: CliRunner,
+    sim_url: str,
+    fast_sim: KeplerSimulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cases = [
+        ["score", "-f", str(tmp_path / "missing.txt"), "--base-url", sim_url],
+        [
+            "score",
+            "a.com",
+            "-o",
+            str(tmp_path / "no-such-dir" / "out.jsonl"),
+            "--base-url",
+            sim_url,
+        ],
+        ["score", "--base-url", sim_url],
+        ["score", "a.com", "--base-url", "not a url"],
+    ]
+    for args in cases:
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+    monkeypatch.delenv("KEPLER_API_KEY")
+    result = runner.invoke(main, ["score", "a.com", "--base-url", sim_url])
+    assert result.exit_code == 2
+    assert "KEPLER_API_KEY" in result.stderr
+    assert sum(fast_sim.counters.requests.values()) == 0
+
+
+def test_a_journal_for_another_api_is_refused(
+    runner: CliRunner, sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.db"
+    fast_sim.seed_score("stripe.com", age=10)
+    first = runner.invoke(
+        main, ["score", "stripe.com", "--base-url", sim_url, "--journal", str(journal), "-q"]
+    )
+    assert first.exit_code == 0, first.output
+    other = runner.invoke(
+        main,
+        [
+            "score",
+            "stripe.com",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--journal",
+            str(journal),
+            "-q",
+        ],
+    )
+    assert other.exit_code == 2
+    assert "was made for" in other.stderr
+
+
+# --- crash and interrupt safety (real processes, real HTTP) ---------------------------------
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kepler_async", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_rows(path: Path, count: int, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} rows in {path} after {timeout}s")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "KEPLER_API_KEY": LIVE_KEY}
+
+
+def test_sigkill_mid_run_then_rerun_pays_once_per_domain(
+    sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    domains = [f"company-{i:03d}.com" for i in range(300)]
+    listing = tmp_path / "domains.txt"
+    listing.write_text("\n".join(domains) + "\n")
+    journal = tmp_path / "run.db"
+    common = [
+        "score",
+        "-f",
+        str(listing),
+        "--journal",
+        str(journal),
+        "--base-url",
+        sim_url,
+        "--poll-scale",
+        str(SCALE),
+        "-q",
+    ]
+    first_out = tmp_path / "first.jsonl"
+    first = _start([*common, "-o", str(first_out)], _env())
+    try:
+        _wait_for_rows(first_out, 40)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=10)  # reaps it and closes its pipes
+    assert first.returncode == -signal.SIGKILL
+    billed_before = fast_sim.counters.total_cold_runs
+    assert 0 < billed_before <= len(domains)
+
+    second_out = tmp_path / "second.jsonl"
+    second = _start([*common, "-o", str(second_out)], _env())
+    _, err = second.communicate(timeout=120)
+    assert second.returncode in (0, 1), err
+    final = rows(second_out.read_text())
+    assert sorted(r["domain"] for r in final) == domains  # exactly one outcome each
+    assert {r["status"] for r in final} <= {"scored", "failed"}
+    assert fast_sim.counters.total_cold_runs == len(domains)
+    assert set(fast_sim.counters.cold_runs_billed.values()) == {1}
+
+
+def test_sigint_stops_cleanly_with_130_and_a_usable_journal(
+    sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    domains = [f"company-{i:03d}.com" for i in range(200)]
+    listing = tmp_path / "domains.txt"
+    listing.write_text("\n".join(domains) + "\n")
+    journal = tmp_path / "run.db"
+    out = tmp_path / "first.jsonl"
+    args = [
+        "score",
+        "-f",
+        str(listing),
+        "--journal",
+        str(journal),
+        "--base-url",
+        sim_url,
+        "--poll-scale",
+        str(SCALE),
+        "-q",
+        "-o",
+        str(out),
+    ]
+    process = _start(args, _env())
+    _wait_for_rows(out, 20)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "run the same command again to resume" in err
+    written = rows(out.read_text())
+    import anyio
+
+    entries = anyio.run(SQLiteJobStore(journal).entries)
+    finished = {e.domain for e in entries if e.state != "pending"}
+    assert {r["domain"] for r in written} <= finished | {None}
+    assert all(e.job_id for e in entries)
+
+    again = _start([*args[:-1], str(tmp_path / "second.jsonl")], _env())
+    _, err = again.communicate(timeout=120)
+    assert again.returncode in (0, 1), err
+    assert fast_sim.counters.total_cold_runs == len(domains)
