@@ -96,7 +96,14 @@ def run_kepler_async(n: int, seconds: float) -> dict[str, Any]:
             before = rss_bytes()
             jobs = []
             for job_id in job_ids:
-                job = ScoreJob(job_id, "x.com", api=dialect, policy=policy, scheduler=scheduler)
+                job = ScoreJob(
+                    job_id,
+                    "x.com",
+                    api=dialect,
+                    policy=policy,
+                    scheduler=scheduler,
+                    http=kepler._http,
+                )
                 scheduler.watch(job)
                 jobs.append(job)
             gc.collect()

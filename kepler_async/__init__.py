@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._batch import ScoreOutcome
 from ._client import AsyncKepler
 from ._domains import normalize_domain
+from ._engine import JobEngine
 from ._exceptions import (
     APIError,
     AuthenticationError,
@@ -104,6 +105,7 @@ __all__ = [
     "InvalidJobId",
     "Job",
     "JobAccepted",
+    "JobEngine",
     "JobFailed",
     "JobForbidden",
     "JobHandle",

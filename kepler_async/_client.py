@@ -16,6 +16,7 @@ from ._config import resolve_api_key, resolve_base_url
 from ._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_OUTSTANDING, DEFAULT_TIMEOUT
 from ._domains import normalize_domain, validate_job_id
 from ._endpoints import KeplerEndpoints
+from ._engine import JobEngine
 from ._exceptions import (
     AuthenticationError,
     ClientClosed,
@@ -100,6 +101,7 @@ class AsyncKepler(KeplerEndpoints):
         poll_policy: PollPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         journal: SQLiteJobStore | None = None,
+        engine: JobEngine | None = None,
     ) -> None:
         key = resolve_api_key(api_key)
         url = resolve_base_url(base_url)
@@ -125,8 +127,11 @@ class AsyncKepler(KeplerEndpoints):
             timeout=float(timeout),
             retry=retry,
         )
+        self._owns_engine = engine is None
         try:
-            self._scheduler = Scheduler(self._http, max_in_flight=max_in_flight)
+            self._scheduler = (
+                engine if engine is not None else Scheduler(max_in_flight=max_in_flight)
+            )
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(str(exc)) from None
         self._dialect = KeplerDialect(base_url=url)
@@ -141,7 +146,7 @@ class AsyncKepler(KeplerEndpoints):
         self._check_open()
         if self._journal is not None:  # refuse a journal of another API or key now
             await self._journal.bind(base_url=self.base_url, fingerprint=self._fingerprint)
-        if self._tg is None and not self._scheduler.running:
+        if self._owns_engine and self._tg is None and not self._scheduler.running:
             tg = anyio.create_task_group()
             await tg.__aenter__()
             try:
@@ -170,12 +175,13 @@ class AsyncKepler(KeplerEndpoints):
 
         The jobs go on server-side; their ids are on the ``ClientClosed`` errors.
         """
-        await self._scheduler.close()
+        if self._owns_engine:
+            await self._scheduler.close()
         await self._http.aclose()
 
     @property
     def closed(self) -> bool:
-        return self._http.closed or self._scheduler.closed
+        return self._http.closed or (self._owns_engine and self._scheduler.closed)
 
     @property
     def base_url(self) -> str:
@@ -303,6 +309,7 @@ class AsyncKepler(KeplerEndpoints):
                     api=self._dialect,
                     policy=policy,
                     scheduler=self._scheduler,
+                    http=self._http,
                 )
                 self._scheduler.record_submit(started=True)
                 self._scheduler.watch(job)
@@ -398,12 +405,19 @@ class AsyncKepler(KeplerEndpoints):
         canonical = validate_job_id(job_id)
         name = normalize_domain(domain) if domain is not None else None
         policy = self._policy_for(deadline)
-        existing = self._scheduler.find(canonical)
+        existing = self._scheduler.find(self._dialect.name, canonical)
         if existing is not None:
             assert isinstance(existing, ScoreJob)
             return existing
         self._scheduler.ensure_running()
-        job = ScoreJob(canonical, name, api=self._dialect, policy=policy, scheduler=self._scheduler)
+        job = ScoreJob(
+            canonical,
+            name,
+            api=self._dialect,
+            policy=policy,
+            scheduler=self._scheduler,
+            http=self._http,
+        )
         self._scheduler.watch(job, first_poll_now=True)
         return job
 

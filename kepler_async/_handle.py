@@ -18,6 +18,7 @@ from ._exceptions import PollingCancelled
 from ._models import Score
 
 if TYPE_CHECKING:
+    from ._http import HttpBoundary
     from ._jobapi import JobApi, Request
     from ._policies import PollPolicy
     from ._scheduler import Scheduler
@@ -40,6 +41,7 @@ class JobHandle(Generic[R]):
         "_error",
         "_event",
         "_fetch",
+        "_http",
         "_last_error",
         "_pending_age",
         "_policy",
@@ -60,12 +62,14 @@ class JobHandle(Generic[R]):
         api: JobApi[R] | None = None,
         policy: PollPolicy | None = None,
         scheduler: Scheduler | None = None,
+        http: HttpBoundary | None = None,
     ) -> None:
         #: The API's id for the job; None when the answer came inline (a cached score).
         self.job_id = job_id
         #: What the job is about (the domain, for Kepler); None until the API says.
         self.subject = subject
         self._api = api
+        self._http = http  # the API this job belongs to (one engine serves several)
         self._policy = policy
         self._scheduler = scheduler
         self._state: State = "pending"

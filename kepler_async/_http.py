@@ -207,6 +207,7 @@ class HttpBoundary:
         *,
         params: Mapping[str, str | int] | None = None,
         json: Any = None,
+        headers: Mapping[str, str] | None = None,
         billed: bool = False,
         retry: RetryPolicy | None = None,
     ) -> Reply:
@@ -222,7 +223,7 @@ class HttpBoundary:
             try:
                 try:
                     return await self._send_once(
-                        method, path, params=params, json=json, billed=billed
+                        method, path, params=params, json=json, headers=headers, billed=billed
                     )
                 except KeplerError as error:
                     self._scrub(error)
@@ -268,6 +269,7 @@ class HttpBoundary:
         *,
         params: Mapping[str, str | int] | None,
         json: Any,
+        headers: Mapping[str, str] | None,
         billed: bool,
     ) -> Reply:
         try:
@@ -276,7 +278,7 @@ class HttpBoundary:
                 self._base_url + path,
                 params=params,
                 json=json,
-                headers=self._headers,
+                headers=self._headers if headers is None else {**(self._headers or {}), **headers},
             )
         except HTTPX_ERRORS as error:
             raise map_httpx_error(error, method=method, path=path, billed=billed) from error

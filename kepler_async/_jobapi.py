@@ -103,8 +103,12 @@ class JobApi(Protocol[R]):
         """The vendor's polling guidance, used when a call does not give its own."""
         ...
 
+    def check_job_id(self, job_id: str) -> str:
+        """The canonical id, or ``InvalidJobId`` if it does not look like this API's."""
+        ...
+
     def poll_request(self, job_id: str) -> Request:
-        """The request that reads the job's state."""
+        """The request that reads the job's state (ids are percent-encoded in paths)."""
         ...
 
     def classify_poll(self, job_id: str, subject: str | None, body: object) -> PollState:
@@ -117,4 +121,12 @@ class JobApi(Protocol[R]):
 
     def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
         """The error for a ``Fetch`` that failed for good (for example a 404)."""
+        ...
+
+    def poll_error(self, job_id: str, error: KeplerError) -> KeplerError:
+        """What a failed poll means for this API (most return ``error`` unchanged).
+
+        The engine then retries transient errors, pauses on 429, fails every job on
+        ``AuthenticationError`` and fails this job on anything else.
+        """
         ...

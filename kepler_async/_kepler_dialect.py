@@ -144,6 +144,12 @@ class KeplerDialect:
     def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[Score]:
         return Done(decode(Score, body, what=f"score for job {job_id}"))
 
+    def check_job_id(self, job_id: str) -> str:
+        return validate_job_id(job_id)
+
+    def poll_error(self, job_id: str, error: KeplerError) -> KeplerError:
+        return error
+
     def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
         if isinstance(error, NotFound):
             failed = failure_for(job_id, subject, "scoring_completed_no_record")

@@ -41,7 +41,6 @@ from ._exceptions import (
     TransportError,
 )
 from ._handle import JobHandle
-from ._http import HttpBoundary
 from ._jobapi import Done, Failed, Fetch, Pending, Request
 from ._policies import RetryPolicy
 
@@ -166,6 +165,12 @@ def _fast_clock() -> tuple[Callable[[], float], _Turns]:
     return anyio.current_time, _Turns()
 
 
+def _key(job: JobHandle[Any]) -> tuple[str, str] | None:
+    if job.job_id is None or job._api is None:
+        return None
+    return (job._api.name, job.job_id)
+
+
 class _Token:
     """A borrower of one in-flight slot (a worker holds it across several polls)."""
 
@@ -177,7 +182,6 @@ class Scheduler:
 
     def __init__(
         self,
-        http: HttpBoundary,
         *,
         max_in_flight: int = 10,
         rand: Callable[[], float] = random.random,
@@ -186,13 +190,12 @@ class Scheduler:
             raise TypeError("max_in_flight must be an integer")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
-        self._http = http
         self._max_in_flight = max_in_flight
         self._rand = rand
         # (due time, handle): tuples compare their floats in C; the handle's own
         # ``__lt__`` only breaks exact ties.
         self._heap: list[tuple[float, JobHandle[Any]]] = []
-        self._jobs: dict[str, JobHandle[Any]] = {}
+        self._jobs: dict[tuple[str, str], JobHandle[Any]] = {}  # (API name, job id)
         self._limiter: anyio.CapacityLimiter | None = None
         self._tg: TaskGroup | None = None
         self._wake: anyio.Event | None = None
@@ -329,9 +332,9 @@ class Scheduler:
 
     # --- jobs ---------------------------------------------------------------------------
 
-    def find(self, job_id: str) -> JobHandle[Any] | None:
-        """The pending handle watching ``job_id``, if any."""
-        return self._jobs.get(job_id)
+    def find(self, api: str, job_id: str) -> JobHandle[Any] | None:
+        """The pending handle watching job ``job_id`` of API ``api``, if any."""
+        return self._jobs.get((api, job_id))
 
     def watch(self, job: JobHandle[Any], *, first_poll_now: bool = False) -> None:
         """Start polling ``job`` on its policy's schedule, from now.
@@ -351,7 +354,7 @@ class Scheduler:
         job._resumed = first_poll_now
         job._deadline = now + policy.deadline if policy.deadline is not None else math.inf
         job._attempt = 0
-        self._jobs[job.job_id] = job
+        self._jobs[(job._api.name, job.job_id)] = job
         first = 0.0 if first_poll_now else self._next_delay(job, now, None)
         self._push(job, min(now + first, job._deadline))
 
@@ -364,8 +367,9 @@ class Scheduler:
 
     def forget(self, job: JobHandle[Any]) -> None:
         """Stop tracking a handle (it was cancelled); its heap slot is dropped lazily."""
-        if job.job_id is not None and self._jobs.get(job.job_id) is job:
-            del self._jobs[job.job_id]
+        key = _key(job)
+        if key is not None and self._jobs.get(key) is job:
+            del self._jobs[key]
 
     def pause(self, retry_after: float | None) -> None:
         """Pause all polling for ``retry_after`` seconds (a 429 said so)."""
@@ -541,22 +545,21 @@ class Scheduler:
             fetching = job._fetch is not None
             request = job._fetch or api.poll_request(job_id)
             try:
-                body = await self._send(request)
-            except (TransportError, ServerError) as error:
-                self._transient += 1
-                self._reschedule(job, error)
-                return
-            except RateLimited as error:
-                self.pause(error.retry_after)
-                self._reschedule(job, error)
-                return
-            except AuthenticationError as error:
-                self.fail_all(error)
-                return
-            except KeplerError as error:
-                if fetching:
-                    error = api.result_missing(job_id, job.subject, error)
-                self._settle(job, error=error)
+                body = await self._send(job, request)
+            except KeplerError as raw:
+                error = api.poll_error(job_id, raw)
+                if isinstance(error, (TransportError, ServerError)):
+                    self._transient += 1
+                    self._reschedule(job, error)
+                elif isinstance(error, RateLimited):
+                    self.pause(error.retry_after)
+                    self._reschedule(job, error)
+                elif isinstance(error, AuthenticationError):
+                    self.fail_all(error)
+                else:
+                    if fetching:
+                        error = api.result_missing(job_id, job.subject, error)
+                    self._settle(job, error=error)
                 return
             if fetching:
                 self._fetched += 1
@@ -602,8 +605,10 @@ class Scheduler:
             return False
         raise TypeError(f"a dialect returned {state!r}")  # pragma: no cover
 
-    async def _send(self, request: Request) -> object:
-        reply = await self._http.request(
+    async def _send(self, job: JobHandle[Any], request: Request) -> object:
+        http = job._http
+        assert http is not None
+        reply = await http.request(
             request.method,
             request.path,
             params=request.params,
@@ -671,8 +676,9 @@ class Scheduler:
     ) -> None:
         if job.done():
             return
-        if job.job_id is not None and self._jobs.get(job.job_id) is job:
-            del self._jobs[job.job_id]
+        key = _key(job)
+        if key is not None and self._jobs.get(key) is job:
+            del self._jobs[key]
         if error is None:
             self._succeeded += 1
             job._resolve(result)

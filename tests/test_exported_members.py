@@ -7,10 +7,21 @@ import types
 import pytest
 
 import kepler_async
+import kepler_async.deepidv
+import kepler_async.midlyr
+import kepler_async.parsetx
 import kepler_async.testing
 
+MODULES = [
+    kepler_async,
+    kepler_async.testing,
+    kepler_async.deepidv,
+    kepler_async.midlyr,
+    kepler_async.parsetx,
+]
 
-@pytest.mark.parametrize("module", [kepler_async, kepler_async.testing], ids=lambda m: m.__name__)
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
 def test_all_lists_every_public_name(module: types.ModuleType) -> None:
     public = {
         name

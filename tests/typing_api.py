@@ -76,6 +76,20 @@ async def every_call() -> None:
     await journaled.aclose()
     await store.aclose()
     del entry, entries
+    async with ka.JobEngine(max_in_flight=5) as engine:
+        from kepler_async.deepidv import AdverseMediaResult, AsyncDeepidv
+        from kepler_async.midlyr import AsyncMidLyr, MidLyrJob
+        from kepler_async.parsetx import AsyncParseTx, EnrichResult
+
+        deepidv = AsyncDeepidv("key", engine=engine)
+        media: AdverseMediaResult = await deepidv.screen_adverse_media(
+            first_name="A", last_name="B", date_of_birth="2000-01-01"
+        )
+        midlyr = AsyncMidLyr("key", engine=engine)
+        job_row: MidLyrJob = await midlyr.get_job("job_1")
+        parsetx = AsyncParseTx("key", engine=engine)
+        handle: ka.JobHandle[EnrichResult] = await parsetx.submit_enrich(["AMZN"])
+        del media, job_row, handle
     closed: bool = kepler.closed
     name: str = ka.normalize_domain("https://www.stripe.com")
     async with httpx.AsyncClient() as http:

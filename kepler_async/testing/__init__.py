@@ -25,24 +25,40 @@ from ._server import serve
 from ._sim_app import SIM_BASE_URL, asgi_transport, create_app, simulated_client
 from ._sim_data import PLANS, SANDBOX_DOMAINS, Plan
 from ._sim_types import SimCounters, SimJob, SimResponse
+from ._vendor_sims import (
+    DEEPIDV_KEY,
+    MIDLYR_KEY,
+    PARSETX_KEY,
+    DeepidvSimulator,
+    MidLyrSimulator,
+    ParseTxSimulator,
+    VendorCounters,
+)
 
 __all__ = [
+    "DEEPIDV_KEY",
     "DEFAULT_FAILURE_MIX",
     "FREE_KEY",
     "LIVE_KEY",
+    "MIDLYR_KEY",
     "OTHER_KEY",
+    "PARSETX_KEY",
     "PLANS",
     "SANDBOX_DOMAINS",
     "SANDBOX_KEY",
     "SIM_BASE_URL",
+    "DeepidvSimulator",
     "Fault",
     "FaultPlan",
     "KeplerSimulator",
     "ManualClock",
+    "MidLyrSimulator",
+    "ParseTxSimulator",
     "Plan",
     "SimCounters",
     "SimJob",
     "SimResponse",
+    "VendorCounters",
     "asgi_transport",
     "create_app",
     "serve",

@@ -1,0 +1,267 @@
+"""The implementation behind ``kepler_async.deepidv`` (see there)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+import attrs
+import httpx
+
+from ._engine import DEFAULT_DEADLINE, JobClient, JobEngine
+from ._exceptions import ConfigurationError, InvalidInput, JobFailed, KeplerError, ProtocolError
+from ._handle import JobHandle
+from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
+from ._models import _OpenEnum
+from ._policies import PollPolicy, RetryPolicy
+from ._serde import decode
+from ._vendor import camel_to_snake, check_opaque_id, epoch_to_datetime, make_error_mapper
+from ._vendor import path_segment as _segment
+
+__all__ = [
+    "AdverseMediaResult",
+    "Article",
+    "AsyncDeepidv",
+    "DeepidvDialect",
+    "DeepidvJob",
+    "DeepidvJobFailed",
+    "Exposure",
+    "Finding",
+    "RiskLevel",
+]
+
+DEFAULT_BASE_URL = "https://api.deepidv.com"
+API_KEY_ENV = "DEEPIDV_API_KEY"
+JOB_PATH = "/v1/async-jobs/"
+
+#: The vendor's guidance: poll every 2-5 s with backoff; its SDK gives up at 180 s.
+DEEPIDV_POLICY = PollPolicy(
+    first_delay=2.0, interval=2.0, multiplier=1.3, cap=5.0, jitter=0.1, deadline=180.0
+)
+
+
+class RiskLevel(_OpenEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+
+class DeepidvJobFailed(JobFailed):
+    """A deepidv job ended ``failed``; ``message`` is the API's ``error`` string."""
+
+
+@attrs.frozen(kw_only=True)
+class Finding:
+    finding_id: str
+    severity: str
+    category: str
+    title: str
+    detail: str = ""
+    source_url: str | None = None
+    source_name: str | None = None
+    article_date: str | None = None
+    confidence: float | None = None
+    confirmed_by: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class Article:
+    headline: str
+    timestamp: str | None = None
+    source_link: str | None = None
+    source: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Exposure:
+    hits: int
+    articles: tuple[Article, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class AdverseMediaResult:
+    """What an adverse-media screening found."""
+
+    total_hits: int
+    risk_level: RiskLevel | str
+    risk_score: int
+    summary: str = ""
+    findings: tuple[Finding, ...] = ()
+    exposures_by_category: dict[str, Exposure] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class DeepidvJob:
+    """A job as ``GET /v1/async-jobs/{jobId}`` reports it."""
+
+    job_id: str
+    status: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    result: AdverseMediaResult | None = None
+    error: str | None = None
+
+
+def _read_error(body: object) -> tuple[str | None, str | None]:
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"], body.get("message") or body["error"]
+    return None, None
+
+
+_map_error = make_error_mapper("deepidv", job_path=JOB_PATH, read=_read_error)
+
+
+@attrs.frozen
+class DeepidvDialect:
+    """deepidv's job API for the engine. Pure."""
+
+    name: str = "deepidv"
+    default_policy: PollPolicy = DEEPIDV_POLICY
+
+    def check_job_id(self, job_id: str) -> str:
+        return check_opaque_id("deepidv", job_id)
+
+    def poll_request(self, job_id: str) -> Request:
+        return Request(method="GET", path=JOB_PATH + _segment(job_id))
+
+    def decode_job(self, body: object) -> DeepidvJob:
+        if not isinstance(body, dict):
+            raise ProtocolError(f"deepidv: a job body must be an object, got {type(body).__name__}")
+        raw = dict(body)
+        created = raw.pop("createdAt", None)
+        shaped: dict[str, Any] = camel_to_snake(raw)  # type: ignore[assignment]
+        shaped["status"] = str(shaped.get("status", "")).lower()
+        job = decode(DeepidvJob, shaped, what="deepidv job")
+        return attrs.evolve(job, created_at=epoch_to_datetime(created))
+
+    def classify_poll(self, job_id: str, subject: str | None, body: object) -> PollState:
+        job = self.decode_job(body)
+        if job.status in ("pending", "processing", "queued"):
+            return Pending()
+        if job.status in ("ready", "completed"):  # COMPLETED: the older, uppercase contract
+            if job.result is None:
+                raise ProtocolError(f"deepidv: job {job_id} is ready but has no result")
+            return Done(job.result)
+        if job.status == "failed":
+            message = job.error or "the job failed and the API gave no reason"
+            return Failed(
+                DeepidvJobFailed(message, job_id=job_id, domain=subject, failure_reason=job.error)
+            )
+        raise ProtocolError(f"deepidv: job {job_id} has an unknown status {job.status!r}")
+
+    def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[Any]:
+        raise ProtocolError("deepidv: results are inline; there is nothing to fetch")
+
+    def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
+        return error
+
+    def poll_error(self, job_id: str, error: KeplerError) -> KeplerError:
+        return error
+
+    def classify_submit(self, status: int, body: object) -> Accepted:
+        if isinstance(body, dict) and isinstance(body.get("jobId"), str):
+            return Accepted(job_id=self.check_job_id(body["jobId"]))
+        raise ProtocolError(f"deepidv: the submit answer ({status}) names no jobId")
+
+
+def _check_name(field: str, value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 255:
+        raise InvalidInput(f"{field} must be 1 to 255 characters", value=repr(value)[:100])
+    return value.strip()
+
+
+class AsyncDeepidv(JobClient[AdverseMediaResult]):
+    """A client for deepidv's asynchronous screenings, on the kepler_async engine."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        poll_policy: PollPolicy | None = None,
+        engine: JobEngine | None = None,
+        max_in_flight: int = 10,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+        if not key:
+            raise ConfigurationError(f"no API key: pass api_key=... or set {API_KEY_ENV}")
+        self._dialect = DeepidvDialect()
+        super().__init__(
+            api=self._dialect,
+            api_key=key,
+            base_url=base_url,
+            auth_header="x-api-key",
+            map_error=_map_error,
+            http_client=http_client,
+            transport=transport,
+            timeout=timeout,
+            retry=retry,
+            poll_policy=poll_policy,
+            engine=engine,
+            max_in_flight=max_in_flight,
+        )
+
+    async def submit_adverse_media(
+        self,
+        *,
+        first_name: str,
+        last_name: str,
+        date_of_birth: str | date,
+        email: str | None = None,
+        country: str | None = None,
+        idempotency_key: str | None = None,
+        deadline: Any = DEFAULT_DEADLINE,
+    ) -> JobHandle[AdverseMediaResult]:
+        """Queue a screening; the handle resolves to an ``AdverseMediaResult``.
+
+        The ``Idempotency-Key`` (a new UUID unless given) makes a retried submit safe, so
+        transient failures of the POST are retried like reads.
+        """
+        born = date_of_birth.isoformat() if isinstance(date_of_birth, date) else date_of_birth
+        try:
+            date.fromisoformat(str(born))
+        except ValueError:
+            raise InvalidInput(
+                "date_of_birth must be YYYY-MM-DD", value=repr(date_of_birth)[:100]
+            ) from None
+        body: dict[str, str] = {
+            "firstName": _check_name("first_name", first_name),
+            "lastName": _check_name("last_name", last_name),
+            "dateOfBirth": str(born),
+        }
+        if email is not None:
+            body["email"] = email
+        if country is not None:
+            if not (isinstance(country, str) and len(country.strip()) == 2):
+                raise InvalidInput(
+                    "country must be an ISO 3166-1 alpha-2 code", value=repr(country)
+                )
+            body["country"] = country.strip().upper()
+        key = idempotency_key or str(uuid.uuid4())
+        request = Request(
+            method="POST",
+            path="/v1/screening/adverse-media",
+            json=body,
+            headers={"Idempotency-Key": key},
+            billed=False,  # idempotent: the same key cannot start a second job
+        )
+        return await self._submit(
+            request, self._dialect.classify_submit, subject=None, deadline=deadline
+        )
+
+    async def screen_adverse_media(self, **kwargs: Any) -> AdverseMediaResult:
+        """``submit_adverse_media`` and wait for the result."""
+        return await (await self.submit_adverse_media(**kwargs))
+
+    async def get_job(self, job_id: str) -> DeepidvJob:
+        """One look at a job."""
+        canonical = self._dialect.check_job_id(job_id)
+        reply = await self._http.request("GET", JOB_PATH + _segment(canonical))
+        return self._dialect.decode_job(reply.body)

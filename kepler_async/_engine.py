@@ -1,0 +1,214 @@
+"""``JobEngine``: one poll scheduler shared by clients of several job APIs, and the
+small base the vendor clients (deepidv, MidLyr, ParseTx) are built on."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+
+from ._exceptions import ClientClosed, ConfigurationError
+from ._handle import JobHandle
+from ._http import ErrorMapper, HttpBoundary
+from ._jobapi import Accepted, Done, JobApi, Request
+from ._policies import PollPolicy, RetryPolicy
+from ._scheduler import Scheduler
+
+__all__ = ["DEFAULT_DEADLINE", "JobClient", "JobEngine"]
+
+R = TypeVar("R")
+
+
+class _Same:
+    def __repr__(self) -> str:
+        return "DEFAULT_DEADLINE"
+
+
+#: "Use the client's poll policy deadline" (None means no deadline at all).
+DEFAULT_DEADLINE: Any = _Same()
+
+
+class JobEngine(Scheduler):
+    """A poll engine to share: ``async with JobEngine() as engine`` then pass
+    ``engine=engine`` to any client. Its ``max_in_flight`` bounds the requests of all
+    of them together; each job is polled on its own API's policy."""
+
+    def __init__(self, *, max_in_flight: int = 10) -> None:
+        super().__init__(max_in_flight=max_in_flight)
+        self._host_tg: TaskGroup | None = None
+
+    async def __aenter__(self) -> JobEngine:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(self.run)
+        except BaseException:
+            await tg.__aexit__(*sys.exc_info())
+            raise
+        self._host_tg = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.close()
+        finally:
+            tg, self._host_tg = self._host_tg, None
+            if tg is not None:
+                await tg.__aexit__(exc_type, exc, tb)
+
+
+class JobClient(Generic[R]):
+    """What every vendor client shares: one HTTP boundary, an engine, submit/resume."""
+
+    def __init__(
+        self,
+        *,
+        api: JobApi[R],
+        api_key: str,
+        base_url: str,
+        auth_header: str,
+        map_error: ErrorMapper,
+        http_client: httpx.AsyncClient | None,
+        transport: httpx.AsyncBaseTransport | None,
+        timeout: float,
+        retry: RetryPolicy | None,
+        poll_policy: PollPolicy | None,
+        engine: JobEngine | None,
+        max_in_flight: int,
+    ) -> None:
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise ConfigurationError(f"no API key for {api.name}")
+        if http_client is not None and transport is not None:
+            raise ConfigurationError("pass http_client or transport, not both")
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigurationError(f"base_url {base_url!r} needs an http(s) scheme and a host")
+        self._api = api
+        self._http = HttpBoundary.create(
+            api_key=api_key.strip(),
+            base_url=str(url).rstrip("/"),
+            auth_header=auth_header,
+            map_error=map_error,
+            never_started=lambda error: False,
+            http_client=http_client,
+            transport=transport,
+            timeout=timeout,
+            retry=retry,
+        )
+        self._policy = poll_policy or api.default_policy
+        self._owns_engine = engine is None
+        self._engine: Scheduler = (
+            engine if engine is not None else Scheduler(max_in_flight=max_in_flight)
+        )
+        self._tg: TaskGroup | None = None
+
+    @property
+    def engine(self) -> Scheduler:
+        return self._engine
+
+    @property
+    def closed(self) -> bool:
+        return self._http.closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<{type(self).__name__} base_url={self._http.base_url!r} {state}>"
+
+    async def __aenter__(self) -> Any:
+        if self.closed:
+            raise ClientClosed()
+        if self._owns_engine and not self._engine.running:
+            tg = anyio.create_task_group()
+            await tg.__aenter__()
+            try:
+                await tg.start(self._engine.run)
+            except BaseException:
+                await tg.__aexit__(*sys.exc_info())
+                raise
+            self._tg = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.aclose()
+        finally:
+            tg, self._tg = self._tg, None
+            if tg is not None:
+                await tg.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Close; an engine of our own stops too (a shared one goes on)."""
+        if self._owns_engine:
+            await self._engine.close()
+        await self._http.aclose()
+
+    def _handle(self, job_id: str, subject: str | None, policy: PollPolicy) -> JobHandle[R]:
+        return JobHandle(
+            job_id, subject, api=self._api, policy=policy, scheduler=self._engine, http=self._http
+        )
+
+    async def _submit(
+        self, request: Request, state_of: Any, *, subject: str | None, deadline: Any
+    ) -> JobHandle[R]:
+        """Send ``request``; ``state_of(status, body)`` reads the answer into a state."""
+        if self.closed:
+            raise ClientClosed()
+        policy = (
+            self._policy if deadline is DEFAULT_DEADLINE else self._policy.with_deadline(deadline)
+        )
+        await self._engine.wait_running()
+        token = object()
+        await self._engine.acquire(token)
+        try:
+            reply = await self._http.request(
+                request.method,
+                request.path,
+                json=request.json,
+                headers=request.headers,
+                billed=request.billed,
+            )
+        finally:
+            self._engine.release(token)
+        state = state_of(reply.status, reply.body)
+        if isinstance(state, Done):
+            handle: JobHandle[R] = JobHandle(None, subject)
+            handle._resolve(state.result)
+            return handle
+        assert isinstance(state, Accepted)
+        existing = self._engine.find(self._api.name, state.job_id)
+        if existing is not None:  # an idempotent replay of a job we already watch
+            return existing
+        handle = self._handle(state.job_id, subject or state.subject, policy)
+        self._engine.record_submit(started=True)
+        self._engine.watch(handle)
+        return handle
+
+    def resume(self, job_id: str, *, deadline: Any = DEFAULT_DEADLINE) -> JobHandle[R]:
+        """Watch a job submitted earlier; the same handle if it is watched already."""
+        if self.closed:
+            raise ClientClosed()
+        canonical = self._api.check_job_id(job_id)
+        existing = self._engine.find(self._api.name, canonical)
+        if existing is not None:
+            return existing
+        self._engine.ensure_running()
+        policy = (
+            self._policy if deadline is DEFAULT_DEADLINE else self._policy.with_deadline(deadline)
+        )
+        handle = self._handle(canonical, None, policy)
+        self._engine.watch(handle, first_poll_now=True)
+        return handle

@@ -1,0 +1,292 @@
+"""The implementation behind ``kepler_async.midlyr`` (see there)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+import attrs
+import httpx
+
+from ._engine import DEFAULT_DEADLINE, JobClient, JobEngine
+from ._exceptions import ConfigurationError, InvalidInput, JobFailed, KeplerError, ProtocolError
+from ._handle import JobHandle
+from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
+from ._policies import PollPolicy, RetryPolicy
+from ._serde import decode
+from ._vendor import camel_to_snake, check_opaque_id, make_error_mapper
+from ._vendor import path_segment as _segment
+
+__all__ = [
+    "SCENARIOS",
+    "AsyncMidLyr",
+    "Chunk",
+    "Citation",
+    "MidLyrDialect",
+    "MidLyrJob",
+    "MidLyrJobFailed",
+    "Regulation",
+    "RiskResult",
+    "ScreenFinding",
+    "ScreenResult",
+    "UnknownResult",
+]
+
+DEFAULT_BASE_URL = "https://api.midlyr.com"
+API_KEY_ENV = "MIDLYR_API_KEY"
+JOB_PATH = "/api/v1/jobs/"
+SCENARIOS = ("marketing_asset", "dispute", "debt_collection", "complaint", "generic")
+
+#: The vendor's CLI sleeps 2 s before each poll and stops after 300 s.
+MIDLYR_POLICY = PollPolicy(
+    first_delay=2.0, interval=2.0, multiplier=1.2, cap=5.0, jitter=0.1, deadline=300.0
+)
+
+
+class MidLyrJobFailed(JobFailed):
+    """A MidLyr job ended ``failed``; ``failure_reason`` is its ``error.code``."""
+
+
+@attrs.frozen(kw_only=True)
+class Regulation:
+    id: str
+    title: str = ""
+    category: str | None = None
+    authorities: tuple[str, ...] = ()
+    jurisdictions: tuple[str, ...] = ()
+    description: str | None = None
+    updated_at: datetime | None = None
+    source_url: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Chunk:
+    text: str
+    start_offset: int | None = None
+    end_offset: int | None = None
+    section_path: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Citation:
+    regulation: Regulation
+    chunks: tuple[Chunk, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ScreenFinding:
+    priority: str  # p1 blocking, p2 material, p3 advisory
+    title: str
+    details: str = ""
+    citations: tuple[Citation, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ScreenResult:
+    """``analysis.screen.result``: findings sorted by severity, and a 0-100 risk score."""
+
+    risk_score: int
+    findings: tuple[ScreenFinding, ...] = ()
+    type: str = "analysis.screen.result"
+
+
+@attrs.frozen(kw_only=True)
+class RiskResult:
+    """``analysis.risk.result``."""
+
+    risk_score: int
+    type: str = "analysis.risk.result"
+
+
+@attrs.frozen(kw_only=True)
+class UnknownResult:
+    """A result of a ``type`` this client does not know, kept as the API sent it."""
+
+    type: str
+    raw: dict[str, Any]
+
+
+MidLyrResult = ScreenResult | RiskResult | UnknownResult
+
+_RESULT_TYPES: dict[str, type[ScreenResult] | type[RiskResult]] = {
+    "analysis.screen.result": ScreenResult,
+    "analysis.risk.result": RiskResult,
+}
+
+
+@attrs.frozen(kw_only=True)
+class MidLyrJob:
+    """A job as ``GET /api/v1/jobs/{id}`` reports it (``result`` typed by ``type``)."""
+
+    id: str
+    status: str
+    type: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    result: MidLyrResult | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class _JobFields:
+    """The envelope without ``result`` and ``error``, which are read by hand."""
+
+    id: str
+    status: str
+    type: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+def _read_error(body: object) -> tuple[str | None, str | None]:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        code, message = error.get("code"), error.get("message")
+        return (code if isinstance(code, str) else None), (
+            message if isinstance(message, str) else None
+        )
+    return None, None
+
+
+_map_error = make_error_mapper("midlyr", job_path=JOB_PATH, read=_read_error)
+
+
+def _result(raw: object) -> MidLyrResult | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        raise ProtocolError("midlyr: a result must be an object with a type")
+    cls = _RESULT_TYPES.get(raw["type"])
+    if cls is None:
+        return UnknownResult(type=raw["type"], raw=raw)
+    return decode(cls, camel_to_snake(raw), what=f"midlyr {raw['type']}")
+
+
+@attrs.frozen
+class MidLyrDialect:
+    """MidLyr's job API for the engine. Pure."""
+
+    name: str = "midlyr"
+    default_policy: PollPolicy = MIDLYR_POLICY
+
+    def check_job_id(self, job_id: str) -> str:
+        return check_opaque_id("midlyr", job_id)
+
+    def poll_request(self, job_id: str) -> Request:
+        return Request(method="GET", path=JOB_PATH + _segment(job_id))
+
+    def decode_job(self, body: object) -> MidLyrJob:
+        if not isinstance(body, dict):
+            raise ProtocolError(f"midlyr: a job body must be an object, got {type(body).__name__}")
+        raw = dict(body)
+        result, error = raw.pop("result", None), raw.pop("error", None)
+        fields = decode(_JobFields, camel_to_snake(raw), what="midlyr job")
+        code = message = None
+        if isinstance(error, dict):
+            code, message = error.get("code"), error.get("message")
+        return MidLyrJob(
+            id=fields.id,
+            status=fields.status,
+            type=fields.type,
+            created_at=fields.created_at,
+            updated_at=fields.updated_at,
+            result=_result(result),
+            error_code=code if isinstance(code, str) else None,
+            error_message=message if isinstance(message, str) else None,
+        )
+
+    def classify_poll(self, job_id: str, subject: str | None, body: object) -> PollState:
+        job = self.decode_job(body)
+        if job.status == "running":
+            return Pending()
+        if job.status == "succeeded":
+            if job.result is None:
+                raise ProtocolError(f"midlyr: job {job_id} succeeded without a result")
+            return Done(job.result)
+        if job.status == "failed":
+            message = job.error_message or "the analysis failed and the API gave no reason"
+            return Failed(
+                MidLyrJobFailed(
+                    message, job_id=job_id, domain=subject, failure_reason=job.error_code
+                )
+            )
+        raise ProtocolError(f"midlyr: job {job_id} has an unknown status {job.status!r}")
+
+    def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[Any]:
+        raise ProtocolError("midlyr: results are inline; there is nothing to fetch")
+
+    def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
+        return error
+
+    def poll_error(self, job_id: str, error: KeplerError) -> KeplerError:
+        return error
+
+    def classify_submit(self, status: int, body: object) -> Accepted:
+        if isinstance(body, dict) and isinstance(body.get("id"), str):
+            return Accepted(job_id=self.check_job_id(body["id"]))
+        raise ProtocolError(f"midlyr: the submit answer ({status}) names no id")
+
+
+class AsyncMidLyr(JobClient[MidLyrResult]):
+    """A client for MidLyr's screen analysis jobs, on the kepler_async engine."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        poll_policy: PollPolicy | None = None,
+        engine: JobEngine | None = None,
+        max_in_flight: int = 10,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+        if not key:
+            raise ConfigurationError(f"no API key: pass api_key=... or set {API_KEY_ENV}")
+        self._dialect = MidLyrDialect()
+        super().__init__(
+            api=self._dialect,
+            api_key=key,
+            base_url=base_url,
+            auth_header="x-api-key",
+            map_error=_map_error,
+            http_client=http_client,
+            transport=transport,
+            timeout=timeout,
+            retry=retry,
+            poll_policy=poll_policy,
+            engine=engine,
+            max_in_flight=max_in_flight,
+        )
+
+    async def submit_screen(
+        self, text: str, *, scenario: str = "generic", deadline: Any = DEFAULT_DEADLINE
+    ) -> JobHandle[MidLyrResult]:
+        """Queue a screen analysis of ``text``; never sent twice (no idempotency)."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput("the content to screen is empty", value=repr(text)[:100])
+        if scenario not in SCENARIOS:
+            raise InvalidInput(f"scenario must be one of {SCENARIOS}", value=repr(scenario))
+        request = Request(
+            method="POST",
+            path="/api/v1/analysis/screen",
+            json={"content": {"type": "text", "text": text}, "scenario": scenario},
+            billed=True,
+        )
+        return await self._submit(
+            request, self._dialect.classify_submit, subject=None, deadline=deadline
+        )
+
+    async def screen(self, text: str, **kwargs: Any) -> MidLyrResult:
+        """``submit_screen`` and wait for the result."""
+        return await (await self.submit_screen(text, **kwargs))
+
+    async def get_job(self, job_id: str) -> MidLyrJob:
+        canonical = self._dialect.check_job_id(job_id)
+        reply = await self._http.request("GET", JOB_PATH + _segment(canonical))
+        return self._dialect.decode_job(reply.body)

@@ -1,0 +1,278 @@
+"""The implementation behind ``kepler_async.parsetx`` (see there)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+import httpx
+
+from . import _exceptions as exc
+from ._domains import validate_job_id
+from ._engine import DEFAULT_DEADLINE, JobClient, JobEngine
+from ._exceptions import ConfigurationError, InvalidInput, JobFailed, KeplerError, ProtocolError
+from ._handle import JobHandle
+from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
+from ._models import _OpenEnum
+from ._policies import PollPolicy, RetryPolicy
+from ._serde import decode
+from ._vendor import make_error_mapper
+from ._vendor import path_segment as _segment
+
+__all__ = [
+    "MAX_BATCH",
+    "AsyncParseTx",
+    "EnrichItem",
+    "EnrichJob",
+    "EnrichResult",
+    "ItemStatus",
+    "ParseTxDialect",
+    "ParseTxJobFailed",
+    "QuotaExceeded",
+    "TokenBudgetExceeded",
+]
+
+DEFAULT_BASE_URL = "https://api.parsetx.com"
+API_KEY_ENV = "PARSETX_API_KEY"
+JOB_PATH = "/v1/enrich/jobs/"
+MAX_BATCH = 500
+
+#: The vendor recommends its SDK's exponential backoff (defaults unpublished).
+PARSETX_POLICY = PollPolicy(
+    first_delay=1.0, interval=1.0, multiplier=2.0, cap=15.0, jitter=0.2, deadline=300.0
+)
+
+
+class ItemStatus(_OpenEnum):
+    COMPLETE = "complete"
+    RETRY = "retry"  # a per-item failure worth retrying
+    REJECTED = "rejected"  # failed the entropy check: do not retry
+
+
+class ParseTxJobFailed(JobFailed):
+    """A ParseTx job ended ``failed`` (the API gives no reason: quote the job id to support)."""
+
+
+class QuotaExceeded(exc.RateLimited):
+    """429: the monthly transaction quota is used up (``usage``, ``limit``, ``plan``)."""
+
+    usage: int | None = None
+    limit: int | None = None
+    plan: str | None = None
+
+
+class TokenBudgetExceeded(exc.RateLimited):
+    """429: the daily token budget is used up; it resets at midnight UTC."""
+
+    token_usage: int | None = None
+    token_limit: int | None = None
+    plan: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EnrichItem:
+    """One input's enrichment; only ``complete`` items carry the merchant fields."""
+
+    input: str
+    status: ItemStatus | str
+    source: str | None = None
+    merchant: str | None = None
+    domain: str | None = None
+    category: str | None = None
+    mcc_code: str | None = None
+    is_subscription: bool | None = None
+    confidence: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EnrichJob:
+    id: str
+    status: str
+    item_count: int | None = None
+    results: tuple[EnrichItem, ...] = ()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EnrichResult:
+    """A finished job's items, in the order the strings were submitted."""
+
+    job_id: str
+    items: tuple[EnrichItem, ...]
+
+    @property
+    def to_retry(self) -> tuple[str, ...]:
+        """The inputs worth sending again (status ``retry``)."""
+        return tuple(item.input for item in self.items if item.status == ItemStatus.RETRY)
+
+
+def _read_error(body: object) -> tuple[str | None, str | None]:
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"], body["error"]
+    return None, None
+
+
+def _quota(status: int, body: object, error: exc.APIError) -> exc.APIError:
+    if status != 429 or not isinstance(body, dict):
+        return error
+    fields = {
+        "status": error.status,
+        "code": error.code,
+        "method": error.method,
+        "path": error.path,
+        "retry_after": error.retry_after,
+    }
+    if "token_limit" in body or "token_usage" in body:
+        budget = TokenBudgetExceeded(error.message, **fields)  # type: ignore[arg-type]
+        budget.token_usage, budget.token_limit = body.get("token_usage"), body.get("token_limit")
+        budget.plan = body.get("plan")
+        return budget
+    if "limit" in body or "usage" in body:
+        quota = QuotaExceeded(error.message, **fields)  # type: ignore[arg-type]
+        quota.usage, quota.limit, quota.plan = (
+            body.get("usage"),
+            body.get("limit"),
+            body.get("plan"),
+        )
+        return quota
+    return error
+
+
+_map_error = make_error_mapper("parsetx", job_path=JOB_PATH, read=_read_error, special=_quota)
+
+
+@attrs.frozen
+class ParseTxDialect:
+    """ParseTx's job API for the engine. Pure."""
+
+    name: str = "parsetx"
+    default_policy: PollPolicy = PARSETX_POLICY
+
+    def check_job_id(self, job_id: str) -> str:
+        return validate_job_id(job_id)
+
+    def poll_request(self, job_id: str) -> Request:
+        return Request(method="GET", path=JOB_PATH + _segment(job_id))
+
+    def decode_job(self, body: object) -> EnrichJob:
+        return decode(EnrichJob, body, what="parsetx job")
+
+    def classify_poll(self, job_id: str, subject: str | None, body: object) -> PollState:
+        job = self.decode_job(body)
+        if job.status in ("queued", "processing"):
+            return Pending()
+        if job.status == "complete":
+            return Done(EnrichResult(job_id=job_id, items=job.results))
+        if job.status == "failed":
+            return Failed(
+                ParseTxJobFailed(
+                    "the enrichment job failed; ParseTx asks to contact support with its job_id",
+                    job_id=job_id,
+                    domain=subject,
+                    failure_reason=None,
+                )
+            )
+        raise ProtocolError(f"parsetx: job {job_id} has an unknown status {job.status!r}")
+
+    def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[Any]:
+        raise ProtocolError("parsetx: results are inline; there is nothing to fetch")
+
+    def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
+        return error
+
+    def poll_error(self, job_id: str, error: KeplerError) -> KeplerError:
+        # A job read with a key other than the one that created it answers 401. The
+        # submit already proved the key, so this is about the job, not the client.
+        if isinstance(error, exc.AuthenticationError):
+            forbidden = exc.JobForbidden(
+                f"{error.message} (job {job_id} belongs to another key)",
+                status=error.status,
+                code=error.code,
+                method=error.method,
+                path=error.path,
+            )
+            forbidden.__cause__ = error
+            return forbidden
+        return error
+
+    def classify_submit(self, status: int, body: object) -> Accepted:
+        if isinstance(body, dict) and isinstance(body.get("job_id"), str):
+            return Accepted(job_id=self.check_job_id(body["job_id"]))
+        raise ProtocolError(f"parsetx: the submit answer ({status}) names no job_id")
+
+
+class AsyncParseTx(JobClient[EnrichResult]):
+    """A client for ParseTx's asynchronous enrichment, on the kepler_async engine."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        poll_policy: PollPolicy | None = None,
+        engine: JobEngine | None = None,
+        max_in_flight: int = 10,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+        if not key:
+            raise ConfigurationError(f"no API key: pass api_key=... or set {API_KEY_ENV}")
+        self._dialect = ParseTxDialect()
+        super().__init__(
+            api=self._dialect,
+            api_key=key,
+            base_url=base_url,
+            auth_header="X-API-Key",
+            map_error=_map_error,
+            http_client=http_client,
+            transport=transport,
+            timeout=timeout,
+            retry=retry,
+            poll_policy=poll_policy,
+            engine=engine,
+            max_in_flight=max_in_flight,
+        )
+
+    async def submit_enrich(
+        self, transactions: Sequence[str], *, deadline: Any = DEFAULT_DEADLINE
+    ) -> JobHandle[EnrichResult]:
+        """Queue up to 500 strings; never sent twice (no idempotency)."""
+        if isinstance(transactions, str) or not isinstance(transactions, Sequence):
+            raise InvalidInput(
+                "transactions must be a list of strings", value=repr(transactions)[:100]
+            )
+        if not 1 <= len(transactions) <= MAX_BATCH:
+            raise InvalidInput(
+                f"a batch holds 1 to {MAX_BATCH} strings, not {len(transactions)}",
+                value=f"{len(transactions)} strings",
+            )
+        bad = [i for i, t in enumerate(transactions) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise InvalidInput(
+                f"transactions {bad[:5]} are empty or not strings", value=str(bad[:5])
+            )
+        request = Request(
+            method="POST",
+            path="/v1/enrich/async",
+            json={"transactions": list(transactions)},
+            billed=True,
+        )
+        return await self._submit(
+            request, self._dialect.classify_submit, subject=None, deadline=deadline
+        )
+
+    async def enrich(self, transactions: Sequence[str], **kwargs: Any) -> EnrichResult:
+        """``submit_enrich`` and wait for the result."""
+        return await (await self.submit_enrich(transactions, **kwargs))
+
+    async def get_job(self, job_id: str) -> EnrichJob:
+        canonical = self._dialect.check_job_id(job_id)
+        reply = await self._http.request("GET", JOB_PATH + _segment(canonical))
+        return self._dialect.decode_job(reply.body)

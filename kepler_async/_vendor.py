@@ -1,0 +1,99 @@
+"""Small helpers the vendor dialects share: error bodies, key styles, ids, timestamps."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+
+from . import _exceptions as exc
+from ._domains import path_segment
+from ._policies import parse_retry_after
+
+__all__ = [
+    "camel_to_snake",
+    "check_opaque_id",
+    "epoch_to_datetime",
+    "make_error_mapper",
+    "path_segment",
+]
+
+_OPAQUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def camel_to_snake(value: object) -> object:
+    """``{"riskLevel": ...}`` -> ``{"risk_level": ...}``, recursively (lists too)."""
+    if isinstance(value, dict):
+        return {
+            (_CAMEL.sub(r"_\1", k).lower() if isinstance(k, str) else k): camel_to_snake(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [camel_to_snake(v) for v in value]
+    return value
+
+
+def check_opaque_id(vendor: str, job_id: object) -> str:
+    """A job id of an API whose id format is undocumented: a short, plain token."""
+    if not isinstance(job_id, str) or not _OPAQUE_ID.match(job_id.strip()):
+        shown = repr(job_id)[:100]
+        raise exc.InvalidJobId(f"invalid {vendor} job id {shown}", value=shown)
+    return job_id.strip()
+
+
+def epoch_to_datetime(value: object) -> datetime | None:
+    """An epoch number in seconds or milliseconds (told apart by size) as a datetime."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    seconds = value / 1000 if value > 100_000_000_000 else value  # > year 5138 in seconds
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def make_error_mapper(
+    vendor: str,
+    *,
+    job_path: str,
+    read: Callable[[object], tuple[str | None, str | None]],
+    special: Callable[[int, object, exc.APIError], exc.APIError] | None = None,
+) -> Callable[..., exc.APIError]:
+    """An error mapper for ``HttpBoundary``: status classes of the one tree.
+
+    ``read(body)`` gives (code, message); ``special`` may replace the result.
+    """
+
+    def mapper(
+        status: int, body: object, headers: Mapping[str, str], *, method: str, path: str
+    ) -> exc.APIError:
+        code, message = read(body)
+        text = f"{vendor}: {message or code or f'HTTP {status}'}"
+        on_job = path.startswith(job_path)
+        cls: type[exc.APIError]
+        if status == 400:
+            cls = exc.BadRequest
+        elif status == 401:
+            cls = exc.AuthenticationError
+        elif status == 403:
+            cls = exc.JobForbidden if on_job else exc.PermissionDenied
+        elif status == 404:
+            cls = exc.JobNotFound if on_job else exc.NotFound
+        elif status == 429:
+            cls = exc.RateLimited
+        elif status >= 500:
+            cls = exc.ServerError
+        else:
+            cls = exc.APIError
+        error = cls(
+            text,
+            status=status,
+            code=code,
+            method=method,
+            path=path,
+            retry_after=parse_retry_after(headers.get("retry-after")),
+        )
+        return special(status, body, error) if special is not None else error
+
+    return mapper
