@@ -14,6 +14,7 @@ from ._engine import DEFAULT_DEADLINE, JobClient, JobEngine
 from ._exceptions import ConfigurationError, InvalidInput, JobFailed, KeplerError, ProtocolError
 from ._handle import JobHandle
 from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
+from ._journal import SQLiteJobStore
 from ._models import _OpenEnum
 from ._policies import PollPolicy, RetryPolicy
 from ._serde import decode
@@ -188,6 +189,7 @@ class AsyncDeepidv(JobClient[AdverseMediaResult]):
         poll_policy: PollPolicy | None = None,
         engine: JobEngine | None = None,
         max_in_flight: int = 10,
+        journal: SQLiteJobStore | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
         if not key:
@@ -206,7 +208,11 @@ class AsyncDeepidv(JobClient[AdverseMediaResult]):
             poll_policy=poll_policy,
             engine=engine,
             max_in_flight=max_in_flight,
+            journal=journal,
         )
+
+    def _restore(self, data: object) -> AdverseMediaResult:
+        return decode(AdverseMediaResult, data, what="deepidv journal result")
 
     async def submit_adverse_media(
         self,
@@ -218,11 +224,13 @@ class AsyncDeepidv(JobClient[AdverseMediaResult]):
         country: str | None = None,
         idempotency_key: str | None = None,
         deadline: Any = DEFAULT_DEADLINE,
+        journal_key: str | None = None,
     ) -> JobHandle[AdverseMediaResult]:
         """Queue a screening; the handle resolves to an ``AdverseMediaResult``.
 
         The ``Idempotency-Key`` (a new UUID unless given) makes a retried submit safe, so
-        transient failures of the POST are retried like reads.
+        transient failures of the POST are retried like reads. With a journal, the job is
+        recorded under ``journal_key`` (by default the idempotency key, if you gave one).
         """
         born = date_of_birth.isoformat() if isinstance(date_of_birth, date) else date_of_birth
         try:
@@ -253,7 +261,11 @@ class AsyncDeepidv(JobClient[AdverseMediaResult]):
             billed=False,  # idempotent: the same key cannot start a second job
         )
         return await self._submit(
-            request, self._dialect.classify_submit, subject=None, deadline=deadline
+            request,
+            self._dialect.classify_submit,
+            subject=None,
+            deadline=deadline,
+            journal_key=journal_key or idempotency_key,
         )
 
     async def screen_adverse_media(self, **kwargs: Any) -> AdverseMediaResult:

@@ -11,12 +11,14 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from ._exceptions import ClientClosed, ConfigurationError
+from ._exceptions import ClientClosed, ConfigurationError, JobFailed
 from ._handle import JobHandle
 from ._http import ErrorMapper, HttpBoundary
 from ._jobapi import Accepted, Done, JobApi, Request
+from ._journal import SQLiteJobStore, key_fingerprint
 from ._policies import PollPolicy, RetryPolicy
 from ._scheduler import Scheduler
+from ._serde import converter
 
 __all__ = ["DEFAULT_DEADLINE", "JobClient", "JobEngine"]
 
@@ -84,6 +86,7 @@ class JobClient(Generic[R]):
         poll_policy: PollPolicy | None,
         engine: JobEngine | None,
         max_in_flight: int,
+        journal: SQLiteJobStore | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ConfigurationError(f"no API key for {api.name}")
@@ -92,6 +95,10 @@ class JobClient(Generic[R]):
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigurationError(f"base_url {base_url!r} needs an http(s) scheme and a host")
+        if journal is not None and not isinstance(journal, SQLiteJobStore):
+            raise ConfigurationError("journal must be a SQLiteJobStore")
+        self._journal = journal
+        self._fingerprint = key_fingerprint(api_key.strip())
         self._api = api
         self._http = HttpBoundary.create(
             api_key=api_key.strip(),
@@ -161,15 +168,80 @@ class JobClient(Generic[R]):
             job_id, subject, api=self._api, policy=policy, scheduler=self._engine, http=self._http
         )
 
+    def _restore(self, data: object) -> R:
+        """A result from its journal JSON (each client knows its result type)."""
+        raise ConfigurationError(f"{self._api.name}: this client keeps no journal")
+
+    async def _from_journal(self, key: str, subject: str | None) -> JobHandle[R] | None:
+        assert self._journal is not None
+        await self._journal.bind(base_url=self._http.base_url, fingerprint=self._fingerprint)
+        entry = await self._journal.get(key, api=self._api.name)
+        if entry is None:
+            return None
+        if entry.state == "scored" and entry.result is not None:
+            done: JobHandle[R] = JobHandle(entry.job_id, subject)
+            done._resolve(self._restore(entry.result))
+            return done
+        if entry.state == "pending" and entry.job_id is not None:
+            handle = self.resume(entry.job_id)
+            self._journal_outcome(key, handle)
+            return handle
+        if entry.state == "failed" and not entry.retryable and entry.job_id is not None:
+            failed: JobHandle[R] = JobHandle(entry.job_id, subject)
+            failed._fail(
+                JobFailed(
+                    entry.error_message or "the job failed",
+                    job_id=entry.job_id,
+                    domain=subject,
+                    failure_reason=entry.failure_reason,
+                )
+            )
+            return failed
+        return None  # a retryable failure: submit again
+
+    def _journal_outcome(self, key: str, handle: JobHandle[R]) -> None:
+        journal = self._journal
+        if journal is None:
+            return
+
+        async def write(finished: JobHandle[R]) -> None:
+            with anyio.CancelScope(shield=True):  # let the write finish, even on close
+                error = finished.exception()
+                if error is None:
+                    result = converter.unstructure(finished._result)
+                    await journal.record_done(key, finished.job_id, result, api=self._api.name)
+                elif isinstance(error, JobFailed):
+                    await journal.record_failed(key, finished.job_id, error, api=self._api.name)
+
+        def on_done(finished: JobHandle[R]) -> None:
+            if self._engine.running:
+                self._engine.start_soon(write, finished)
+
+        handle.add_done_callback(on_done)
+
     async def _submit(
-        self, request: Request, state_of: Any, *, subject: str | None, deadline: Any
+        self,
+        request: Request,
+        state_of: Any,
+        *,
+        subject: str | None,
+        deadline: Any,
+        journal_key: str | None = None,
     ) -> JobHandle[R]:
-        """Send ``request``; ``state_of(status, body)`` reads the answer into a state."""
+        """Send ``request``; ``state_of(status, body)`` reads the answer into a state.
+
+        With a journal and a ``journal_key``, a key already journaled is served from it
+        (its result, its failure, or its pending job resumed) instead of being sent again.
+        """
         if self.closed:
             raise ClientClosed()
         policy = (
             self._policy if deadline is DEFAULT_DEADLINE else self._policy.with_deadline(deadline)
         )
+        if self._journal is not None and journal_key is not None:
+            known = await self._from_journal(journal_key, subject)
+            if known is not None:
+                return known
         await self._engine.wait_running()
         token = object()
         await self._engine.acquire(token)
@@ -192,9 +264,14 @@ class JobClient(Generic[R]):
         existing = self._engine.find(self._api.name, state.job_id)
         if existing is not None:  # an idempotent replay of a job we already watch
             return existing
+        if self._journal is not None and journal_key is not None:
+            with anyio.CancelScope(shield=True):  # written before acted on
+                await self._journal.record_submitted(journal_key, state.job_id, api=self._api.name)
         handle = self._handle(state.job_id, subject or state.subject, policy)
         self._engine.record_submit(started=True)
         self._engine.watch(handle)
+        if journal_key is not None:
+            self._journal_outcome(journal_key, handle)
         return handle
 
     def resume(self, job_id: str, *, deadline: Any = DEFAULT_DEADLINE) -> JobHandle[R]:

@@ -35,7 +35,8 @@ SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
-    domain TEXT PRIMARY KEY,
+    api TEXT NOT NULL DEFAULT 'kepler',
+    domain TEXT NOT NULL,
     job_id TEXT,
     state TEXT NOT NULL CHECK (state IN ('pending', 'scored', 'failed')),
     submitted_at REAL,
@@ -44,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_class TEXT,
     error_message TEXT,
     failure_reason TEXT,
-    retryable INTEGER NOT NULL DEFAULT 0
+    retryable INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (api, domain)
 );
 """
 
@@ -62,7 +64,11 @@ def key_fingerprint(api_key: str) -> str:
 
 @attrs.frozen(kw_only=True)
 class JournalEntry:
-    """What the journal knows about one domain."""
+    """What the journal knows about one job's subject.
+
+    ``domain`` is the subject's key: the domain for Kepler, the caller's
+    ``journal_key`` for the other APIs (``api`` names which).
+    """
 
     domain: str
     state: State
@@ -74,6 +80,9 @@ class JournalEntry:
     error_message: str | None = None
     failure_reason: str | None = None
     retryable: bool = False
+    api: str = "kepler"
+    #: The stored result as JSON data (decoded into ``score`` for Kepler).
+    result: object = None
 
 
 class SQLiteJobStore:
@@ -193,13 +202,14 @@ class SQLiteJobStore:
 
     _COLUMNS = (
         "domain, job_id, state, submitted_at, finished_at, score, error_class, "
-        "error_message, failure_reason, retryable"
+        "error_message, failure_reason, retryable, api"
     )
 
     def _entry(self, row: tuple[Any, ...]) -> JournalEntry:
         score = None
-        if row[5]:
-            score = decode(Score, json.loads(row[5]), what=f"journal score of {row[0]}")
+        result = json.loads(row[5]) if row[5] else None
+        if result is not None and row[10] == "kepler":
+            score = decode(Score, result, what=f"journal score of {row[0]}")
         return JournalEntry(
             domain=row[0],
             job_id=row[1],
@@ -211,47 +221,69 @@ class SQLiteJobStore:
             error_message=row[7],
             failure_reason=row[8],
             retryable=bool(row[9]),
+            api=row[10],
+            result=result,
         )
 
-    async def get(self, domain: str) -> JournalEntry | None:
-        rows = await self._call(f"SELECT {self._COLUMNS} FROM jobs WHERE domain = ?", (domain,))
+    async def get(self, domain: str, *, api: str = "kepler") -> JournalEntry | None:
+        rows = await self._call(
+            f"SELECT {self._COLUMNS} FROM jobs WHERE api = ? AND domain = ?", (api, domain)
+        )
         return self._entry(rows[0]) if rows else None
 
     async def entries(self) -> list[JournalEntry]:
-        rows = await self._call(f"SELECT {self._COLUMNS} FROM jobs ORDER BY domain")
+        rows = await self._call(f"SELECT {self._COLUMNS} FROM jobs ORDER BY api, domain")
         return [self._entry(row) for row in rows]
 
     # --- writing ------------------------------------------------------------------------
 
-    async def record_submitted(self, domain: str, job_id: str) -> None:
+    async def record_submitted(self, domain: str, job_id: str, *, api: str = "kepler") -> None:
         """A 202 named ``job_id`` for ``domain``: written before the client acts on it."""
         await self._call(
-            "INSERT INTO jobs (domain, job_id, state, submitted_at) VALUES (?, ?, 'pending', ?) "
-            "ON CONFLICT (domain) DO UPDATE SET job_id = excluded.job_id, state = 'pending', "
+            "INSERT INTO jobs (api, domain, job_id, state, submitted_at) "
+            "VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (api, domain) DO UPDATE SET "
+            "job_id = excluded.job_id, state = 'pending', "
             "submitted_at = excluded.submitted_at, finished_at = NULL, score = NULL, "
             "error_class = NULL, error_message = NULL, failure_reason = NULL, retryable = 0",
-            (domain, job_id, time.time()),
+            (api, domain, job_id, time.time()),
         )
 
     async def record_scored(self, domain: str, job_id: str | None, score: Score) -> None:
-        body = json.dumps(converter.unstructure(score))
+        """A Kepler score for ``domain``."""
+        await self.record_done(domain, job_id, converter.unstructure(score))
+
+    async def record_done(
+        self, domain: str, job_id: str | None, result: object, *, api: str = "kepler"
+    ) -> None:
+        """A job's result (JSON data) for ``domain``."""
         await self._call(
-            "INSERT INTO jobs (domain, job_id, state, finished_at, score) "
-            "VALUES (?, ?, 'scored', ?, ?) ON CONFLICT (domain) DO UPDATE SET "
+            "INSERT INTO jobs (api, domain, job_id, state, finished_at, score) "
+            "VALUES (?, ?, ?, 'scored', ?, ?) ON CONFLICT (api, domain) DO UPDATE SET "
             "job_id = COALESCE(excluded.job_id, jobs.job_id), state = 'scored', "
             "finished_at = excluded.finished_at, score = excluded.score",
-            (domain, job_id, time.time(), body),
+            (api, domain, job_id, time.time(), json.dumps(result)),
         )
 
-    async def record_failed(self, domain: str, job_id: str | None, error: KeplerError) -> None:
+    async def record_failed(
+        self, domain: str, job_id: str | None, error: KeplerError, *, api: str = "kepler"
+    ) -> None:
         reason = error.failure_reason if isinstance(error, JobFailed) else None
         retryable = bool(getattr(error, "retryable", False))
         await self._call(
-            "INSERT INTO jobs (domain, job_id, state, finished_at, error_class, error_message, "
-            "failure_reason, retryable) VALUES (?, ?, 'failed', ?, ?, ?, ?, ?) "
-            "ON CONFLICT (domain) DO UPDATE SET job_id = COALESCE(excluded.job_id, "
+            "INSERT INTO jobs (api, domain, job_id, state, finished_at, error_class, "
+            "error_message, failure_reason, retryable) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?) "
+            "ON CONFLICT (api, domain) DO UPDATE SET job_id = COALESCE(excluded.job_id, "
             "jobs.job_id), state = 'failed', finished_at = excluded.finished_at, "
             "error_class = excluded.error_class, error_message = excluded.error_message, "
             "failure_reason = excluded.failure_reason, retryable = excluded.retryable",
-            (domain, job_id, time.time(), type(error).__name__, error.message, reason, retryable),
+            (
+                api,
+                domain,
+                job_id,
+                time.time(),
+                type(error).__name__,
+                error.message,
+                reason,
+                retryable,
+            ),
         )

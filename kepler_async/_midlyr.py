@@ -13,6 +13,7 @@ from ._engine import DEFAULT_DEADLINE, JobClient, JobEngine
 from ._exceptions import ConfigurationError, InvalidInput, JobFailed, KeplerError, ProtocolError
 from ._handle import JobHandle
 from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
+from ._journal import SQLiteJobStore
 from ._policies import PollPolicy, RetryPolicy
 from ._serde import decode
 from ._vendor import camel_to_snake, check_opaque_id, make_error_mapper
@@ -244,6 +245,7 @@ class AsyncMidLyr(JobClient[MidLyrResult]):
         poll_policy: PollPolicy | None = None,
         engine: JobEngine | None = None,
         max_in_flight: int = 10,
+        journal: SQLiteJobStore | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
         if not key:
@@ -262,12 +264,29 @@ class AsyncMidLyr(JobClient[MidLyrResult]):
             poll_policy=poll_policy,
             engine=engine,
             max_in_flight=max_in_flight,
+            journal=journal,
         )
 
+    def _restore(self, data: object) -> MidLyrResult:
+        if isinstance(data, dict) and set(data) == {"type", "raw"}:
+            return decode(UnknownResult, data, what="midlyr journal result")
+        restored = _result(data)
+        assert restored is not None
+        return restored
+
     async def submit_screen(
-        self, text: str, *, scenario: str = "generic", deadline: Any = DEFAULT_DEADLINE
+        self,
+        text: str,
+        *,
+        scenario: str = "generic",
+        deadline: Any = DEFAULT_DEADLINE,
+        journal_key: str | None = None,
     ) -> JobHandle[MidLyrResult]:
-        """Queue a screen analysis of ``text``; never sent twice (no idempotency)."""
+        """Queue a screen analysis of ``text``; never sent twice (no idempotency).
+
+        With a journal, ``journal_key`` (your own id for this text) is recorded with the
+        job, so a later run with the same key resumes or reuses it instead of paying again.
+        """
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("the content to screen is empty", value=repr(text)[:100])
         if scenario not in SCENARIOS:
@@ -279,7 +298,11 @@ class AsyncMidLyr(JobClient[MidLyrResult]):
             billed=True,
         )
         return await self._submit(
-            request, self._dialect.classify_submit, subject=None, deadline=deadline
+            request,
+            self._dialect.classify_submit,
+            subject=None,
+            deadline=deadline,
+            journal_key=journal_key,
         )
 
     async def screen(self, text: str, **kwargs: Any) -> MidLyrResult:

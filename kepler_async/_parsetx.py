@@ -16,6 +16,7 @@ from ._engine import DEFAULT_DEADLINE, JobClient, JobEngine
 from ._exceptions import ConfigurationError, InvalidInput, JobFailed, KeplerError, ProtocolError
 from ._handle import JobHandle
 from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
+from ._journal import SQLiteJobStore
 from ._models import _OpenEnum
 from ._policies import PollPolicy, RetryPolicy
 from ._serde import decode
@@ -220,6 +221,7 @@ class AsyncParseTx(JobClient[EnrichResult]):
         poll_policy: PollPolicy | None = None,
         engine: JobEngine | None = None,
         max_in_flight: int = 10,
+        journal: SQLiteJobStore | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
         if not key:
@@ -238,12 +240,24 @@ class AsyncParseTx(JobClient[EnrichResult]):
             poll_policy=poll_policy,
             engine=engine,
             max_in_flight=max_in_flight,
+            journal=journal,
         )
 
+    def _restore(self, data: object) -> EnrichResult:
+        return decode(EnrichResult, data, what="parsetx journal result")
+
     async def submit_enrich(
-        self, transactions: Sequence[str], *, deadline: Any = DEFAULT_DEADLINE
+        self,
+        transactions: Sequence[str],
+        *,
+        deadline: Any = DEFAULT_DEADLINE,
+        journal_key: str | None = None,
     ) -> JobHandle[EnrichResult]:
-        """Queue up to 500 strings; never sent twice (no idempotency)."""
+        """Queue up to 500 strings; never sent twice (no idempotency).
+
+        With a journal, ``journal_key`` (your own id for this batch) is recorded with the
+        job, so a later run with the same key resumes or reuses it instead of paying again.
+        """
         if isinstance(transactions, str) or not isinstance(transactions, Sequence):
             raise InvalidInput(
                 "transactions must be a list of strings", value=repr(transactions)[:100]
@@ -265,7 +279,11 @@ class AsyncParseTx(JobClient[EnrichResult]):
             billed=True,
         )
         return await self._submit(
-            request, self._dialect.classify_submit, subject=None, deadline=deadline
+            request,
+            self._dialect.classify_submit,
+            subject=None,
+            deadline=deadline,
+            journal_key=journal_key,
         )
 
     async def enrich(self, transactions: Sequence[str], **kwargs: Any) -> EnrichResult:

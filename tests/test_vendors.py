@@ -3,6 +3,7 @@ all four APIs on one engine. Fake time on asyncio and trio."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 
 import anyio
@@ -282,4 +283,61 @@ async def test_one_engine_polls_jobs_of_all_four_apis_at_once() -> None:
         + deepidv_sim.counters.polls_served
         + midlyr_sim.counters.polls_served
         + parsetx_sim.counters.polls_served
+    )
+
+
+# --- journals for the other APIs -----------------------------------------------------------
+
+
+async def test_vendor_jobs_are_journaled_resumed_and_served(tmp_path) -> None:
+    from kepler_async import SQLiteJobStore
+
+    path = tmp_path
+    deepidv_sim = DeepidvSimulator(clock=anyio.current_time, failure_rate=0)
+    midlyr_sim = MidLyrSimulator(
+        clock=anyio.current_time, failure_rate=0, result_type="analysis.new.result"
+    )
+    parsetx_sim = ParseTxSimulator(clock=anyio.current_time, failure_rate=0)
+
+    def clients():  # one journal per API: a journal belongs to one base URL and key
+        return (
+            deepidv(deepidv_sim, journal=SQLiteJobStore(path / "d.db", threaded=False)),
+            midlyr(midlyr_sim, journal=SQLiteJobStore(path / "m.db", threaded=False)),
+            parsetx(parsetx_sim, journal=SQLiteJobStore(path / "p.db", threaded=False)),
+        )
+
+    async def submit_all(trio_):
+        d, m, p = trio_
+        return (
+            await d.submit_adverse_media(**PERSON, journal_key="person-1"),
+            await m.submit_screen("some text", journal_key="text-1"),
+            await p.submit_enrich(["AMZN Mktp US"], journal_key="batch-1"),
+        )
+
+    async def run(*, wait: bool) -> tuple[list[ka.JobHandle], list[object]]:
+        async with contextlib.AsyncExitStack() as stack:
+            opened = [await stack.enter_async_context(c) for c in clients()]
+            handles = list(await submit_all(opened))
+            results = [await h for h in handles] if wait else []  # type: ignore[misc]
+        return handles, results
+
+    handles, _ = await run(wait=False)  # closed with every job pending, as in a crash
+    assert all(isinstance(h.exception(), ka.ClientClosed) for h in handles)
+    resumed, results = await run(wait=True)
+    assert [h.job_id for h in resumed] == [h.job_id for h in handles]
+    created = (
+        deepidv_sim.counters.jobs_created,
+        midlyr_sim.counters.jobs_created,
+        parsetx_sim.counters.jobs_created,
+    )
+    assert created == (1, 1, 1)
+
+    requests = sum(
+        sum(sim.counters.requests.values()) for sim in (deepidv_sim, midlyr_sim, parsetx_sim)
+    )
+    _, served = await run(wait=True)
+    assert served == results  # restored from the journal, typed
+    assert isinstance(served[1], UnknownResult)
+    assert requests == sum(
+        sum(sim.counters.requests.values()) for sim in (deepidv_sim, midlyr_sim, parsetx_sim)
     )
