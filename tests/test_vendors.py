@@ -341,3 +341,93 @@ async def test_vendor_jobs_are_journaled_resumed_and_served(tmp_path) -> None:
     assert requests == sum(
         sum(sim.counters.requests.values()) for sim in (deepidv_sim, midlyr_sim, parsetx_sim)
     )
+
+
+# --- documented contradictions, at the dialect level (pure) ---------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 201, 202])
+def test_deepidv_any_2xx_with_a_job_id_is_a_queued_job(status: int) -> None:
+    from kepler_async.deepidv import DeepidvDialect
+
+    state = DeepidvDialect().classify_submit(status, {"jobId": "j-1", "status": "PENDING"})
+    assert state.job_id == "j-1"
+
+
+def test_deepidv_empty_exposures_and_a_failure_without_error_text() -> None:
+    from kepler_async.deepidv import DeepidvDialect
+
+    dialect = DeepidvDialect()
+    done = dialect.classify_poll(
+        "j",
+        None,
+        {
+            "jobId": "j",
+            "status": "ready",
+            "createdAt": 1717593600,
+            "updatedAt": "2026-05-28T10:00:00Z",
+            "result": {
+                "totalHits": 0,
+                "riskLevel": "LOW",
+                "riskScore": 0,
+                "summary": "",
+                "findings": [],
+                "exposuresByCategory": {},
+            },
+        },
+    )
+    assert done.result.exposures_by_category == {}  # type: ignore[union-attr]
+    failed = dialect.classify_poll("j", None, {"jobId": "j", "status": "failed"})
+    assert "gave no reason" in str(failed.error)  # type: ignore[union-attr]
+    seconds = dialect.decode_job({"jobId": "j", "status": "pending", "createdAt": 1717593600})
+    millis = dialect.decode_job({"jobId": "j", "status": "pending", "createdAt": 1717593600000})
+    assert seconds.created_at == millis.created_at
+
+
+def test_midlyr_chunk_fields_may_be_missing_or_null() -> None:
+    from kepler_async.midlyr import MidLyrDialect
+
+    body = {
+        "id": "job_1",
+        "type": "screen_analysis",
+        "status": "succeeded",
+        "error": None,
+        "result": {
+            "type": "analysis.screen.result",
+            "riskScore": 70,
+            "findings": [
+                {
+                    "priority": "p2",
+                    "title": "t",
+                    "details": "d",
+                    "citations": [
+                        {
+                            "regulation": {"id": "r1", "title": "Reg"},
+                            "chunks": [{"text": "x", "startOffset": None}],
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+    done = MidLyrDialect().classify_poll("job_1", None, body)
+    chunk = done.result.findings[0].citations[0].chunks[0]  # type: ignore[union-attr]
+    assert (chunk.start_offset, chunk.end_offset, chunk.section_path) == (None, None, None)
+    with pytest.raises(ka.ProtocolError, match=r"midlyr.*'queued'"):
+        MidLyrDialect().classify_poll("job_1", None, {"id": "job_1", "status": "queued"})
+
+
+def test_parsetx_item_count_is_absent_while_queued_and_ids_differ_by_endpoint() -> None:
+    from kepler_async.parsetx import ParseTxDialect
+
+    dialect = ParseTxDialect()
+    job_id = "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f"
+    assert (
+        dialect.classify_submit(202, {"results": [], "job_id": job_id, "status": "queued"}).job_id
+        == job_id
+    )
+    queued = dialect.decode_job({"id": job_id, "status": "queued", "results": []})
+    assert queued.item_count is None
+    with pytest.raises(ka.ProtocolError, match=r"parsetx.*'paused'"):
+        dialect.classify_poll(job_id, None, {"id": job_id, "status": "paused", "results": []})
+    assert "%2F" in dialect.poll_request("a/b").path  # an id never reaches a URL unescaped
