@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
 from typing import Final
@@ -16,7 +15,7 @@ from ._config import resolve_api_key, resolve_base_url
 from ._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_OUTSTANDING, DEFAULT_TIMEOUT
 from ._domains import normalize_domain, validate_job_id
 from ._endpoints import KeplerEndpoints
-from ._engine import JobEngine
+from ._engine import JobEngine, start_driver, stop_driver
 from ._exceptions import (
     AuthenticationError,
     ClientClosed,
@@ -147,14 +146,7 @@ class AsyncKepler(KeplerEndpoints):
         if self._journal is not None:  # refuse a journal of another API or key now
             await self._journal.bind(base_url=self.base_url, fingerprint=self._fingerprint)
         if self._owns_engine and self._tg is None and not self._scheduler.running:
-            tg = anyio.create_task_group()
-            await tg.__aenter__()
-            try:
-                await tg.start(self._scheduler.run)
-            except BaseException:
-                await tg.__aexit__(*sys.exc_info())
-                raise
-            self._tg = tg
+            self._tg = await start_driver(self._scheduler)
         return self
 
     async def __aexit__(
@@ -167,8 +159,7 @@ class AsyncKepler(KeplerEndpoints):
             await self.aclose()
         finally:
             tg, self._tg = self._tg, None
-            if tg is not None:
-                await tg.__aexit__(exc_type, exc, tb)
+            await stop_driver(tg, exc_type, exc, tb)
 
     async def aclose(self) -> None:
         """Stop polling, fail unfinished jobs with ``ClientClosed``, close. Idempotent.

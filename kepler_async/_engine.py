@@ -3,6 +3,7 @@ small base the vendor clients (deepidv, MidLyr, ParseTx) are built on."""
 
 from __future__ import annotations
 
+import os
 import sys
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -20,7 +21,7 @@ from ._policies import PollPolicy, RetryPolicy
 from ._scheduler import Scheduler
 from ._serde import converter
 
-__all__ = ["DEFAULT_DEADLINE", "JobClient", "JobEngine"]
+__all__ = ["DEFAULT_DEADLINE", "JobClient", "JobEngine", "start_driver", "stop_driver"]
 
 R = TypeVar("R")
 
@@ -34,6 +35,29 @@ class _Same:
 DEFAULT_DEADLINE: Any = _Same()
 
 
+async def start_driver(scheduler: Scheduler) -> TaskGroup:
+    """Open a task group (entered here, exited by the caller) running ``scheduler``."""
+    tg = anyio.create_task_group()
+    await tg.__aenter__()
+    try:
+        await tg.start(scheduler.run)
+    except BaseException:
+        await tg.__aexit__(*sys.exc_info())
+        raise
+    return tg
+
+
+async def stop_driver(
+    tg: TaskGroup | None,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> None:
+    """Exit a task group that ``start_driver`` opened (after the scheduler closed)."""
+    if tg is not None:
+        await tg.__aexit__(exc_type, exc, tb)
+
+
 class JobEngine(Scheduler):
     """A poll engine to share: ``async with JobEngine() as engine`` then pass
     ``engine=engine`` to any client. Its ``max_in_flight`` bounds the requests of all
@@ -44,14 +68,7 @@ class JobEngine(Scheduler):
         self._host_tg: TaskGroup | None = None
 
     async def __aenter__(self) -> JobEngine:
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        try:
-            await tg.start(self.run)
-        except BaseException:
-            await tg.__aexit__(*sys.exc_info())
-            raise
-        self._host_tg = tg
+        self._host_tg = await start_driver(self)
         return self
 
     async def __aexit__(
@@ -64,54 +81,66 @@ class JobEngine(Scheduler):
             await self.close()
         finally:
             tg, self._host_tg = self._host_tg, None
-            if tg is not None:
-                await tg.__aexit__(exc_type, exc, tb)
+            await stop_driver(tg, exc_type, exc, tb)
 
 
 class JobClient(Generic[R]):
-    """What every vendor client shares: one HTTP boundary, an engine, submit/resume."""
+    """What every vendor client shares: one HTTP boundary, an engine, submit/resume.
+
+    A vendor client sets the class attributes below and adds its submit methods.
+    """
+
+    _vendor: str
+    _api_key_env: str
+    _default_base_url: str
+    _auth_header: str
+    _map_error: ErrorMapper
+    _dialect: JobApi[R]
 
     def __init__(
         self,
+        api_key: str | None = None,
         *,
-        api: JobApi[R],
-        api_key: str,
-        base_url: str,
-        auth_header: str,
-        map_error: ErrorMapper,
-        http_client: httpx.AsyncClient | None,
-        transport: httpx.AsyncBaseTransport | None,
-        timeout: float,
-        retry: RetryPolicy | None,
-        poll_policy: PollPolicy | None,
-        engine: JobEngine | None,
-        max_in_flight: int,
+        base_url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        poll_policy: PollPolicy | None = None,
+        engine: JobEngine | None = None,
+        max_in_flight: int = 10,
         journal: SQLiteJobStore | None = None,
     ) -> None:
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise ConfigurationError(f"no API key for {api.name}")
+        """The key comes from ``api_key`` or the vendor's environment variable; an
+        ``engine`` (``JobEngine``) is shared with other clients, else the client has
+        its own; a ``journal`` records jobs submitted with a ``journal_key``."""
+        key = api_key if api_key is not None else os.environ.get(self._api_key_env, "")
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigurationError(
+                f"no {self._vendor} API key: pass api_key=... or set {self._api_key_env}"
+            )
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
-        url = httpx.URL(base_url)
+        url = httpx.URL(base_url or self._default_base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigurationError(f"base_url {base_url!r} needs an http(s) scheme and a host")
         if journal is not None and not isinstance(journal, SQLiteJobStore):
             raise ConfigurationError("journal must be a SQLiteJobStore")
         self._journal = journal
-        self._fingerprint = key_fingerprint(api_key.strip())
-        self._api = api
+        self._fingerprint = key_fingerprint(key.strip())
+        self._api = self._dialect
         self._http = HttpBoundary.create(
-            api_key=api_key.strip(),
+            api_key=key.strip(),
             base_url=str(url).rstrip("/"),
-            auth_header=auth_header,
-            map_error=map_error,
+            auth_header=self._auth_header,
+            map_error=type(self)._map_error,
             never_started=lambda error: False,
             http_client=http_client,
             transport=transport,
             timeout=timeout,
             retry=retry,
         )
-        self._policy = poll_policy or api.default_policy
+        self._policy = poll_policy or self._api.default_policy
         self._owns_engine = engine is None
         self._engine: Scheduler = (
             engine if engine is not None else Scheduler(max_in_flight=max_in_flight)
@@ -134,14 +163,7 @@ class JobClient(Generic[R]):
         if self.closed:
             raise ClientClosed()
         if self._owns_engine and not self._engine.running:
-            tg = anyio.create_task_group()
-            await tg.__aenter__()
-            try:
-                await tg.start(self._engine.run)
-            except BaseException:
-                await tg.__aexit__(*sys.exc_info())
-                raise
-            self._tg = tg
+            self._tg = await start_driver(self._engine)
         return self
 
     async def __aexit__(
@@ -154,8 +176,7 @@ class JobClient(Generic[R]):
             await self.aclose()
         finally:
             tg, self._tg = self._tg, None
-            if tg is not None:
-                await tg.__aexit__(exc_type, exc, tb)
+            await stop_driver(tg, exc_type, exc, tb)
 
     async def aclose(self) -> None:
         """Close; an engine of our own stops too (a shared one goes on)."""
@@ -273,6 +294,12 @@ class JobClient(Generic[R]):
         if journal_key is not None:
             self._journal_outcome(journal_key, handle)
         return handle
+
+    async def _job_body(self, job_id: str) -> object:
+        """One ``GET`` of a job, for ``get_job`` (ids percent-encoded)."""
+        canonical = self._api.check_job_id(job_id)
+        reply = await self._http.request("GET", self._api.poll_request(canonical).path)
+        return reply.body
 
     def resume(self, job_id: str, *, deadline: Any = DEFAULT_DEADLINE) -> JobHandle[R]:
         """Watch a job submitted earlier; the same handle if it is watched already."""

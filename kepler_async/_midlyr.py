@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from typing import Any
 
 import attrs
-import httpx
 
-from ._engine import DEFAULT_DEADLINE, JobClient, JobEngine
-from ._exceptions import ConfigurationError, InvalidInput, JobFailed, KeplerError, ProtocolError
+from ._engine import DEFAULT_DEADLINE, JobClient
+from ._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
 from ._handle import JobHandle
 from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
-from ._journal import SQLiteJobStore
-from ._policies import PollPolicy, RetryPolicy
+from ._policies import PollPolicy
 from ._serde import decode
 from ._vendor import camel_to_snake, check_opaque_id, make_error_mapper
 from ._vendor import path_segment as _segment
@@ -233,39 +230,12 @@ class MidLyrDialect:
 class AsyncMidLyr(JobClient[MidLyrResult]):
     """A client for MidLyr's screen analysis jobs, on the kepler_async engine."""
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        poll_policy: PollPolicy | None = None,
-        engine: JobEngine | None = None,
-        max_in_flight: int = 10,
-        journal: SQLiteJobStore | None = None,
-    ) -> None:
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
-        if not key:
-            raise ConfigurationError(f"no API key: pass api_key=... or set {API_KEY_ENV}")
-        self._dialect = MidLyrDialect()
-        super().__init__(
-            api=self._dialect,
-            api_key=key,
-            base_url=base_url,
-            auth_header="x-api-key",
-            map_error=_map_error,
-            http_client=http_client,
-            transport=transport,
-            timeout=timeout,
-            retry=retry,
-            poll_policy=poll_policy,
-            engine=engine,
-            max_in_flight=max_in_flight,
-            journal=journal,
-        )
+    _vendor = "midlyr"
+    _api_key_env = API_KEY_ENV
+    _default_base_url = DEFAULT_BASE_URL
+    _auth_header = "x-api-key"
+    _map_error = staticmethod(_map_error)
+    _dialect = MidLyrDialect()
 
     def _restore(self, data: object) -> MidLyrResult:
         if isinstance(data, dict) and set(data) == {"type", "raw"}:
@@ -310,6 +280,4 @@ class AsyncMidLyr(JobClient[MidLyrResult]):
         return await (await self.submit_screen(text, **kwargs))
 
     async def get_job(self, job_id: str) -> MidLyrJob:
-        canonical = self._dialect.check_job_id(job_id)
-        reply = await self._http.request("GET", JOB_PATH + _segment(canonical))
-        return self._dialect.decode_job(reply.body)
+        return self._dialect.decode_job(await self._job_body(job_id))
