@@ -215,6 +215,7 @@ def _env() -> dict[str, str]:
 def test_sigkill_mid_run_then_rerun_pays_once_per_domain(
     sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
 ) -> None:
+    fast_sim.cold_duration = (25.0, 600.0)  # some runs last seconds: the kill lands mid-run
     domains = [f"company-{i:03d}.com" for i in range(300)]
     listing = tmp_path / "domains.txt"
     listing.write_text("\n".join(domains) + "\n")
@@ -256,6 +257,7 @@ def test_sigkill_mid_run_then_rerun_pays_once_per_domain(
 def test_sigint_stops_cleanly_with_130_and_a_usable_journal(
     sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
 ) -> None:
+    fast_sim.cold_duration = (25.0, 600.0)  # some runs last seconds: Ctrl-C lands mid-run
     domains = [f"company-{i:03d}.com" for i in range(200)]
     listing = tmp_path / "domains.txt"
     listing.write_text("\n".join(domains) + "\n")
