@@ -22,6 +22,7 @@ from ._exceptions import (
     ConfigurationError,
     JobFailed,
     KeplerError,
+    NotFound,
     RateLimited,
     SubmitUncertain,
 )
@@ -45,6 +46,10 @@ class _Default:
 
 #: "Use the client's poll policy deadline" (``None`` means no deadline at all).
 DEFAULT: Final = _Default()
+
+
+#: How far the API's clock may be behind ours when comparing ``scored_at`` (seconds).
+_CLOCK_SKEW = 300.0
 
 
 class _Flight:
@@ -312,6 +317,11 @@ class AsyncKepler(KeplerEndpoints):
         except AuthenticationError as exc:
             self._scheduler.fail_all(exc)
             error = exc
+        except SubmitUncertain as exc:
+            if self._journal is not None:  # the next run looks before it POSTs again
+                with anyio.CancelScope(shield=True):
+                    await self._journal.record_uncertain(domain)
+            error = exc
         except KeplerError as exc:
             error = exc
         except BaseException:
@@ -346,7 +356,23 @@ class AsyncKepler(KeplerEndpoints):
             job = ScoreJob(entry.job_id, domain)
             job._fail(failure_for(entry.job_id, domain, entry.failure_reason))
             return job
+        if entry.state == "uncertain" and entry.submitted_at is not None:
+            return await self._after_uncertain(domain, entry.submitted_at)
         return None  # a retryable failure: submit again
+
+    async def _after_uncertain(self, domain: str, submitted_at: float) -> ScoreJob | None:
+        """A submit whose answer was lost may have started a run: if a score newer than
+        that submit is on file, it is the run's, and nothing is sent again."""
+        try:
+            score = await self.get_score(domain)
+        except NotFound:
+            return None
+        if score.scored_at.timestamp() < submitted_at - _CLOCK_SKEW:
+            return None  # older than the lost submit: that run is unknown; submit again
+        job = ScoreJob(None, domain)
+        job._resolve(score)
+        self._journal_outcome(domain, job)
+        return job
 
     def _journal_outcome(self, domain: str, job: ScoreJob) -> None:
         """Write the job's end to the journal when it comes (scores and job failures)."""

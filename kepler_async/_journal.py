@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     api TEXT NOT NULL DEFAULT 'kepler',
     domain TEXT NOT NULL,
     job_id TEXT,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'scored', 'failed')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'scored', 'failed', 'uncertain')),
     submitted_at REAL,
     finished_at REAL,
     score TEXT,
@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 
-State = Literal["pending", "scored", "failed"]
+#: ``uncertain``: a submit may have reached the API but its answer was lost.
+State = Literal["pending", "scored", "failed", "uncertain"]
 
 
 class JournalError(ConfigurationError):
@@ -246,6 +247,15 @@ class SQLiteJobStore:
             "submitted_at = excluded.submitted_at, finished_at = NULL, score = NULL, "
             "error_class = NULL, error_message = NULL, failure_reason = NULL, retryable = 0",
             (api, domain, job_id, time.time()),
+        )
+
+    async def record_uncertain(self, domain: str, *, api: str = "kepler") -> None:
+        """A submit for ``domain`` may have started a job whose id never arrived."""
+        await self._call(
+            "INSERT INTO jobs (api, domain, state, submitted_at) VALUES (?, ?, 'uncertain', ?) "
+            "ON CONFLICT (api, domain) DO UPDATE SET state = 'uncertain', "
+            "submitted_at = excluded.submitted_at WHERE jobs.state != 'scored'",
+            (api, domain, time.time()),
         )
 
     async def record_scored(self, domain: str, job_id: str | None, score: Score) -> None:

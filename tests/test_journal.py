@@ -199,3 +199,44 @@ async def test_the_threaded_store_round_trips(journal_path: Path) -> None:
     assert entry is not None
     assert (entry.state, entry.job_id) == ("pending", "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
     await store.aclose()
+
+
+async def test_a_lost_submit_answer_is_looked_up_before_posting_again(
+    sim: KeplerSimulator, journal_path: Path
+) -> None:
+    import httpx
+
+    sim.script("stripe.com", duration=60)
+
+    class LosesAnswer(httpx.AsyncBaseTransport):
+        """The POST reaches the simulator (a run starts, billed), its answer is lost."""
+
+        def __init__(self) -> None:
+            self.inner = asgi_transport(sim)
+            self.lost = False
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await self.inner.handle_async_request(request)
+            if request.method == "POST" and not self.lost:
+                self.lost = True
+                raise httpx.ReadTimeout("the answer never came", request=request)
+            return response
+
+    first = AsyncKepler(
+        LIVE_KEY,
+        base_url=SIM_BASE_URL,
+        transport=LosesAnswer(),
+        journal=SQLiteJobStore(journal_path, threaded=False),
+    )
+    async with first:
+        with pytest.raises(ka.SubmitUncertain):
+            await first.score("stripe.com")
+    entry = await SQLiteJobStore(journal_path, threaded=False).get("stripe.com")
+    assert entry is not None
+    assert entry.state == "uncertain"
+    await anyio.sleep(100)  # the run the lost POST started finishes meanwhile
+    async with client(sim, journal_path) as kepler:
+        score = await kepler.score("stripe.com")
+    assert score.domain == "stripe.com"
+    assert sim.counters.requests["POST /v1/score"] == 1  # looked up, not POSTed again
+    assert sim.counters.cold_runs_billed["stripe.com"] == 1
