@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
-from typing import Final
 
 import anyio
 import httpx
@@ -33,19 +32,10 @@ from ._journal import SQLiteJobStore, key_fingerprint
 from ._kepler_dialect import KeplerDialect, failure_for
 from ._kepler_errors import kepler_error, kepler_submit_never_started
 from ._models import Score
-from ._policies import PollPolicy, RetryPolicy
+from ._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
 from ._scheduler import Scheduler, SchedulerStatistics
 
-__all__ = ["DEFAULT", "AsyncKepler"]
-
-
-class _Default:
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-#: "Use the client's poll policy deadline" (``None`` means no deadline at all).
-DEFAULT: Final = _Default()
+__all__ = ["AsyncKepler"]
 
 
 #: How far the API's clock may be behind ours when comparing ``scored_at`` (seconds).
@@ -206,10 +196,8 @@ class AsyncKepler(KeplerEndpoints):
         if self.closed:
             raise ClientClosed("this AsyncKepler is closed; create a new one")
 
-    def _policy_for(self, deadline: float | _Default | None) -> PollPolicy:
-        if isinstance(deadline, _Default):
-            return self._policy
-        return self._policy.with_deadline(deadline)
+    def _policy_for(self, deadline: float | UseDefault | None) -> PollPolicy:
+        return policy_for(self._policy, deadline)
 
     def statistics(self) -> SchedulerStatistics:
         """A snapshot of the poll scheduler's counters."""
@@ -222,7 +210,7 @@ class AsyncKepler(KeplerEndpoints):
         domain: str,
         *,
         force_fresh: bool = False,
-        deadline: float | _Default | None = DEFAULT,
+        deadline: float | UseDefault | None = DEFAULT,
     ) -> Score:
         """The score of ``domain``: inline when cached, else after its cold job finishes.
 
@@ -237,7 +225,7 @@ class AsyncKepler(KeplerEndpoints):
         domain: str,
         *,
         force_fresh: bool = False,
-        deadline: float | _Default | None = DEFAULT,
+        deadline: float | UseDefault | None = DEFAULT,
     ) -> ScoreJob:
         """Ask for a score and return its handle once the API has answered the POST.
 
@@ -411,7 +399,7 @@ class AsyncKepler(KeplerEndpoints):
         job_id: str,
         *,
         domain: str | None = None,
-        deadline: float | _Default | None = DEFAULT,
+        deadline: float | UseDefault | None = DEFAULT,
     ) -> ScoreJob:
         """Attach to a job submitted earlier (by this or another process).
 
@@ -444,7 +432,7 @@ class AsyncKepler(KeplerEndpoints):
         *,
         max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
         force_fresh: bool = False,
-        deadline: float | _Default | None = DEFAULT,
+        deadline: float | UseDefault | None = DEFAULT,
     ) -> AsyncIterator[ScoreOutcome]:
         """Score many domains; yield one ``ScoreOutcome`` per input as they finish.
 

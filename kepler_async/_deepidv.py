@@ -8,12 +8,12 @@ from typing import Any
 
 import attrs
 
-from ._engine import DEFAULT_DEADLINE, JobClient
+from ._engine import JobClient
 from ._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
 from ._handle import JobHandle
 from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
 from ._models import _OpenEnum
-from ._policies import PollPolicy
+from ._policies import DEFAULT, PollPolicy, UseDefault
 from ._serde import decode
 from ._vendor import camel_to_snake, check_opaque_id, epoch_to_datetime, make_error_mapper
 from ._vendor import path_segment as _segment
@@ -193,7 +193,7 @@ class AsyncDeepidv(JobClient[AdverseMediaResult]):
         email: str | None = None,
         country: str | None = None,
         idempotency_key: str | None = None,
-        deadline: Any = DEFAULT_DEADLINE,
+        deadline: float | UseDefault | None = DEFAULT,
         journal_key: str | None = None,
     ) -> JobHandle[AdverseMediaResult]:
         """Queue a screening; the handle resolves to an ``AdverseMediaResult``.

@@ -17,22 +17,13 @@ from ._handle import JobHandle
 from ._http import ErrorMapper, HttpBoundary
 from ._jobapi import Accepted, Done, JobApi, Request
 from ._journal import SQLiteJobStore, key_fingerprint
-from ._policies import PollPolicy, RetryPolicy
+from ._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
 from ._scheduler import Scheduler
 from ._serde import converter
 
-__all__ = ["DEFAULT_DEADLINE", "JobClient", "JobEngine", "start_driver", "stop_driver"]
+__all__ = ["JobClient", "JobEngine", "start_driver", "stop_driver"]
 
 R = TypeVar("R")
-
-
-class _Same:
-    def __repr__(self) -> str:
-        return "DEFAULT_DEADLINE"
-
-
-#: "Use the client's poll policy deadline" (None means no deadline at all).
-DEFAULT_DEADLINE: Any = _Same()
 
 
 async def start_driver(scheduler: Scheduler) -> TaskGroup:
@@ -246,7 +237,7 @@ class JobClient(Generic[R]):
         state_of: Any,
         *,
         subject: str | None,
-        deadline: Any,
+        deadline: float | UseDefault | None,
         journal_key: str | None = None,
     ) -> JobHandle[R]:
         """Send ``request``; ``state_of(status, body)`` reads the answer into a state.
@@ -256,9 +247,7 @@ class JobClient(Generic[R]):
         """
         if self.closed:
             raise ClientClosed()
-        policy = (
-            self._policy if deadline is DEFAULT_DEADLINE else self._policy.with_deadline(deadline)
-        )
+        policy = policy_for(self._policy, deadline)
         if self._journal is not None and journal_key is not None:
             known = await self._from_journal(journal_key, subject)
             if known is not None:
@@ -301,7 +290,7 @@ class JobClient(Generic[R]):
         reply = await self._http.request("GET", self._api.poll_request(canonical).path)
         return reply.body
 
-    def resume(self, job_id: str, *, deadline: Any = DEFAULT_DEADLINE) -> JobHandle[R]:
+    def resume(self, job_id: str, *, deadline: float | UseDefault | None = DEFAULT) -> JobHandle[R]:
         """Watch a job submitted earlier; the same handle if it is watched already."""
         if self.closed:
             raise ClientClosed()
@@ -310,9 +299,7 @@ class JobClient(Generic[R]):
         if existing is not None:
             return existing
         self._engine.ensure_running()
-        policy = (
-            self._policy if deadline is DEFAULT_DEADLINE else self._policy.with_deadline(deadline)
-        )
+        policy = policy_for(self._policy, deadline)
         handle = self._handle(canonical, None, policy)
         self._engine.watch(handle, first_poll_now=True)
         return handle

@@ -7,11 +7,11 @@ from typing import Any
 
 import attrs
 
-from ._engine import DEFAULT_DEADLINE, JobClient
+from ._engine import JobClient
 from ._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
 from ._handle import JobHandle
 from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
-from ._policies import PollPolicy
+from ._policies import DEFAULT, PollPolicy, UseDefault
 from ._serde import decode
 from ._vendor import camel_to_snake, check_opaque_id, make_error_mapper
 from ._vendor import path_segment as _segment
@@ -249,7 +249,7 @@ class AsyncMidLyr(JobClient[MidLyrResult]):
         text: str,
         *,
         scenario: str = "generic",
-        deadline: Any = DEFAULT_DEADLINE,
+        deadline: float | UseDefault | None = DEFAULT,
         journal_key: str | None = None,
     ) -> JobHandle[MidLyrResult]:
         """Queue a screen analysis of ``text``; never sent twice (no idempotency).

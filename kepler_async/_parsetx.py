@@ -10,12 +10,12 @@ import attrs
 
 from . import _exceptions as exc
 from ._domains import validate_job_id
-from ._engine import DEFAULT_DEADLINE, JobClient
+from ._engine import JobClient
 from ._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
 from ._handle import JobHandle
 from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
 from ._models import _OpenEnum
-from ._policies import PollPolicy
+from ._policies import DEFAULT, PollPolicy, UseDefault
 from ._serde import decode
 from ._vendor import make_error_mapper
 from ._vendor import path_segment as _segment
@@ -220,7 +220,7 @@ class AsyncParseTx(JobClient[EnrichResult]):
         self,
         transactions: Sequence[str],
         *,
-        deadline: Any = DEFAULT_DEADLINE,
+        deadline: float | UseDefault | None = DEFAULT,
         journal_key: str | None = None,
     ) -> JobHandle[EnrichResult]:
         """Queue up to 500 strings; never sent twice (no idempotency).

@@ -14,7 +14,15 @@ from typing import Any
 
 import attrs
 
-__all__ = ["PollPolicy", "RetryPolicy", "backoff_delay", "parse_retry_after"]
+__all__ = [
+    "DEFAULT",
+    "PollPolicy",
+    "RetryPolicy",
+    "UseDefault",
+    "backoff_delay",
+    "parse_retry_after",
+    "policy_for",
+]
 
 
 def _finite_non_negative(name: str) -> Callable[[object, attrs.Attribute[float], float], None]:
@@ -198,3 +206,21 @@ class PollPolicy:
     def with_deadline(self, deadline: float | None) -> PollPolicy:
         """This policy with another deadline (validated)."""
         return attrs.evolve(self, deadline=deadline)
+
+
+class UseDefault:
+    """The type of ``DEFAULT``: "use the client's poll policy deadline"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: ``deadline=DEFAULT``: the client's policy deadline (``None`` means no deadline at all).
+DEFAULT = UseDefault()
+
+
+def policy_for(policy: PollPolicy, deadline: float | UseDefault | None) -> PollPolicy:
+    """``policy``, with ``deadline`` unless it is ``DEFAULT``."""
+    return policy if isinstance(deadline, UseDefault) else policy.with_deadline(deadline)
