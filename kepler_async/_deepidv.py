@@ -9,13 +9,19 @@ from typing import Any
 import attrs
 
 from ._engine import JobClient
-from ._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
+from ._exceptions import InvalidInput, JobFailed, ProtocolError
 from ._handle import JobHandle
-from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
+from ._jobapi import Done, Failed, Pending, PollState, Request
 from ._models import _OpenEnum
 from ._policies import DEFAULT, PollPolicy, UseDefault
 from ._serde import decode
-from ._vendor import camel_to_snake, check_opaque_id, epoch_to_datetime, make_error_mapper
+from ._vendor import (
+    InlineResults,
+    camel_to_snake,
+    check_opaque_id,
+    epoch_to_datetime,
+    make_error_mapper,
+)
 from ._vendor import path_segment as _segment
 
 __all__ = [
@@ -113,10 +119,11 @@ _map_error = make_error_mapper("deepidv", job_path=JOB_PATH, read=_read_error)
 
 
 @attrs.frozen
-class DeepidvDialect:
+class DeepidvDialect(InlineResults):
     """deepidv's job API for the engine. Pure."""
 
     name: str = "deepidv"
+    id_field: str = "jobId"
     default_policy: PollPolicy = DEEPIDV_POLICY
 
     def check_job_id(self, job_id: str) -> str:
@@ -149,20 +156,6 @@ class DeepidvDialect:
                 DeepidvJobFailed(message, job_id=job_id, domain=subject, failure_reason=job.error)
             )
         raise ProtocolError(f"deepidv: job {job_id} has an unknown status {job.status!r}")
-
-    def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[Any]:
-        raise ProtocolError("deepidv: results are inline; there is nothing to fetch")
-
-    def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
-        return error
-
-    def poll_error(self, job_id: str, error: KeplerError) -> KeplerError:
-        return error
-
-    def classify_submit(self, status: int, body: object) -> Accepted:
-        if isinstance(body, dict) and isinstance(body.get("jobId"), str):
-            return Accepted(job_id=self.check_job_id(body["jobId"]))
-        raise ProtocolError(f"deepidv: the submit answer ({status}) names no jobId")
 
 
 def _check_name(field: str, value: object) -> str:

@@ -8,12 +8,12 @@ from typing import Any
 import attrs
 
 from ._engine import JobClient
-from ._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
+from ._exceptions import InvalidInput, JobFailed, ProtocolError
 from ._handle import JobHandle
-from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
+from ._jobapi import Done, Failed, Pending, PollState, Request
 from ._policies import DEFAULT, PollPolicy, UseDefault
 from ._serde import decode
-from ._vendor import camel_to_snake, check_opaque_id, make_error_mapper
+from ._vendor import InlineResults, camel_to_snake, check_opaque_id, make_error_mapper
 from ._vendor import path_segment as _segment
 
 __all__ = [
@@ -163,10 +163,11 @@ def _result(raw: object) -> MidLyrResult | None:
 
 
 @attrs.frozen
-class MidLyrDialect:
+class MidLyrDialect(InlineResults):
     """MidLyr's job API for the engine. Pure."""
 
     name: str = "midlyr"
+    id_field: str = "id"
     default_policy: PollPolicy = MIDLYR_POLICY
 
     def check_job_id(self, job_id: str) -> str:
@@ -211,20 +212,6 @@ class MidLyrDialect:
                 )
             )
         raise ProtocolError(f"midlyr: job {job_id} has an unknown status {job.status!r}")
-
-    def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[Any]:
-        raise ProtocolError("midlyr: results are inline; there is nothing to fetch")
-
-    def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
-        return error
-
-    def poll_error(self, job_id: str, error: KeplerError) -> KeplerError:
-        return error
-
-    def classify_submit(self, status: int, body: object) -> Accepted:
-        if isinstance(body, dict) and isinstance(body.get("id"), str):
-            return Accepted(job_id=self.check_job_id(body["id"]))
-        raise ProtocolError(f"midlyr: the submit answer ({status}) names no id")
 
 
 class AsyncMidLyr(JobClient[MidLyrResult]):

@@ -13,11 +13,11 @@ from ._domains import validate_job_id
 from ._engine import JobClient
 from ._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
 from ._handle import JobHandle
-from ._jobapi import Accepted, Done, Failed, Pending, PollState, Request
+from ._jobapi import Done, Failed, Pending, PollState, Request
 from ._models import _OpenEnum
 from ._policies import DEFAULT, PollPolicy, UseDefault
 from ._serde import decode
-from ._vendor import make_error_mapper
+from ._vendor import InlineResults, make_error_mapper
 from ._vendor import path_segment as _segment
 
 __all__ = [
@@ -144,10 +144,11 @@ _map_error = make_error_mapper("parsetx", job_path=JOB_PATH, read=_read_error, s
 
 
 @attrs.frozen
-class ParseTxDialect:
+class ParseTxDialect(InlineResults):
     """ParseTx's job API for the engine. Pure."""
 
     name: str = "parsetx"
+    id_field: str = "job_id"
     default_policy: PollPolicy = PARSETX_POLICY
 
     def check_job_id(self, job_id: str) -> str:
@@ -176,12 +177,6 @@ class ParseTxDialect:
             )
         raise ProtocolError(f"parsetx: job {job_id} has an unknown status {job.status!r}")
 
-    def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[Any]:
-        raise ProtocolError("parsetx: results are inline; there is nothing to fetch")
-
-    def result_missing(self, job_id: str, subject: str | None, error: KeplerError) -> KeplerError:
-        return error
-
     def poll_error(self, job_id: str, error: KeplerError) -> KeplerError:
         # A job read with a key other than the one that created it answers 401. The
         # submit already proved the key, so this is about the job, not the client.
@@ -196,11 +191,6 @@ class ParseTxDialect:
             forbidden.__cause__ = error
             return forbidden
         return error
-
-    def classify_submit(self, status: int, body: object) -> Accepted:
-        if isinstance(body, dict) and isinstance(body.get("job_id"), str):
-            return Accepted(job_id=self.check_job_id(body["job_id"]))
-        raise ProtocolError(f"parsetx: the submit answer ({status}) names no job_id")
 
 
 class AsyncParseTx(JobClient[EnrichResult]):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from . import _exceptions as exc
 from ._domains import path_segment
+from ._jobapi import Accepted, Done
 from ._policies import parse_retry_after
 
 __all__ = [
+    "InlineResults",
     "camel_to_snake",
     "check_opaque_id",
     "epoch_to_datetime",
@@ -97,3 +100,37 @@ def make_error_mapper(
         return special(status, body, error) if special is not None else error
 
     return mapper
+
+
+class InlineResults:
+    """Defaults for a dialect whose poll answer carries the result itself.
+
+    ``name`` is the vendor; ``id_field`` names the job id in the submit answer;
+    ``check_job_id`` is the dialect's own.
+    """
+
+    name: str
+    id_field: str
+
+    if TYPE_CHECKING:  # every dialect defines its own
+
+        def check_job_id(self, job_id: str) -> str: ...
+
+    def classify_result(self, job_id: str, subject: str | None, body: object) -> Done[Any]:
+        raise exc.ProtocolError(f"{self.name}: results are inline; there is nothing to fetch")
+
+    def result_missing(
+        self, job_id: str, subject: str | None, error: exc.KeplerError
+    ) -> exc.KeplerError:
+        return error
+
+    def poll_error(self, job_id: str, error: exc.KeplerError) -> exc.KeplerError:
+        return error
+
+    def classify_submit(self, status: int, body: object) -> Accepted:
+        """Any 2xx answer naming the job id is a queued job."""
+        if isinstance(body, dict) and isinstance(body.get(self.id_field), str):
+            return Accepted(job_id=self.check_job_id(body[self.id_field]))
+        raise exc.ProtocolError(
+            f"{self.name}: the submit answer ({status}) names no {self.id_field}"
+        )
