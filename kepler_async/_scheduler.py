@@ -165,12 +165,6 @@ def _fast_clock() -> tuple[Callable[[], float], _Turns]:
     return anyio.current_time, _Turns()
 
 
-def _key(job: JobHandle[Any]) -> tuple[str, str] | None:
-    if job.job_id is None or job._api is None:
-        return None
-    return (job._api.name, job.job_id)
-
-
 class _Token:
     """A borrower of one in-flight slot (a worker holds it across several polls)."""
 
@@ -195,7 +189,8 @@ class Scheduler:
         # (due time, handle): tuples compare their floats in C; the handle's own
         # ``__lt__`` only breaks exact ties.
         self._heap: list[tuple[float, JobHandle[Any]]] = []
-        self._jobs: dict[tuple[str, str], JobHandle[Any]] = {}  # (API name, job id)
+        # API name -> job id -> handle (no key object per job, unlike a tuple key)
+        self._jobs: dict[str, dict[str, JobHandle[Any]]] = {}
         self._limiter: anyio.CapacityLimiter | None = None
         self._tg: TaskGroup | None = None
         self._wake: anyio.Event | None = None
@@ -334,7 +329,7 @@ class Scheduler:
 
     def find(self, api: str, job_id: str) -> JobHandle[Any] | None:
         """The pending handle watching job ``job_id`` of API ``api``, if any."""
-        return self._jobs.get((api, job_id))
+        return self._jobs.get(api, {}).get(job_id)
 
     def watch(self, job: JobHandle[Any], *, first_poll_now: bool = False) -> None:
         """Start polling ``job`` on its policy's schedule, from now.
@@ -354,7 +349,7 @@ class Scheduler:
         job._resumed = first_poll_now
         job._deadline = now + policy.deadline if policy.deadline is not None else math.inf
         job._attempt = 0
-        self._jobs[(job._api.name, job.job_id)] = job
+        self._jobs.setdefault(job._api.name, {})[job.job_id] = job
         first = 0.0 if first_poll_now else self._next_delay(job, now, None)
         self._push(job, min(now + first, job._deadline))
 
@@ -367,9 +362,14 @@ class Scheduler:
 
     def forget(self, job: JobHandle[Any]) -> None:
         """Stop tracking a handle (it was cancelled); its heap slot is dropped lazily."""
-        key = _key(job)
-        if key is not None and self._jobs.get(key) is job:
-            del self._jobs[key]
+        self._untrack(job)
+
+    def _untrack(self, job: JobHandle[Any]) -> None:
+        if job.job_id is None or job._api is None:
+            return
+        per_api = self._jobs.get(job._api.name)
+        if per_api is not None and per_api.get(job.job_id) is job:
+            del per_api[job.job_id]
 
     def pause(self, retry_after: float | None) -> None:
         """Pause all polling for ``retry_after`` seconds (a 429 said so)."""
@@ -396,7 +396,7 @@ class Scheduler:
         return SchedulerStatistics(
             jobs_started=self._started,
             submits_inline=self._inline,
-            jobs_pending=len(self._jobs),
+            jobs_pending=sum(len(jobs) for jobs in self._jobs.values()),
             jobs_succeeded=self._succeeded,
             jobs_failed=self._failed,
             polls_sent=self._polls,
@@ -676,9 +676,7 @@ class Scheduler:
     ) -> None:
         if job.done():
             return
-        key = _key(job)
-        if key is not None and self._jobs.get(key) is job:
-            del self._jobs[key]
+        self._untrack(job)
         if error is None:
             self._succeeded += 1
             job._resolve(result)
@@ -688,7 +686,7 @@ class Scheduler:
             job._fail(error)
 
     def _fail_all(self, error_for: Callable[[JobHandle[Any]], BaseException]) -> None:
-        jobs = list(self._jobs.values())
+        jobs = [job for per_api in self._jobs.values() for job in per_api.values()]
         self._jobs.clear()
         self._heap.clear()
         for job in jobs:
