@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from types import TracebackType
 
 import anyio
 import httpx
@@ -14,7 +13,7 @@ from ._config import resolve_api_key, resolve_base_url
 from ._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_OUTSTANDING, DEFAULT_TIMEOUT
 from ._domains import normalize_domain, validate_job_id
 from ._endpoints import KeplerEndpoints
-from ._engine import JobEngine, start_driver, stop_driver
+from ._engine import DriverHost, JobEngine, start_driver
 from ._exceptions import (
     AuthenticationError,
     ClientClosed,
@@ -64,7 +63,7 @@ class _Flight:
         return self.job
 
 
-class AsyncKepler(KeplerEndpoints):
+class AsyncKepler(DriverHost, KeplerEndpoints):
     """An async client for the Kepler Insights API.
 
     Use it as an async context manager, or (in a notebook, or for the life of a web
@@ -143,18 +142,6 @@ class AsyncKepler(KeplerEndpoints):
         if self._owns_engine and self._tg is None and not self._scheduler.running:
             self._tg = await start_driver(self._scheduler)
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await self.aclose()
-        finally:
-            tg, self._tg = self._tg, None
-            await stop_driver(tg, exc_type, exc, tb)
 
     async def aclose(self) -> None:
         """Stop polling, fail unfinished jobs with ``ClientClosed``, close. Idempotent.

@@ -21,7 +21,7 @@ from ._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
 from ._scheduler import Scheduler
 from ._serde import converter
 
-__all__ = ["JobClient", "JobEngine", "start_driver", "stop_driver"]
+__all__ = ["DriverHost", "JobClient", "JobEngine", "start_driver"]
 
 R = TypeVar("R")
 
@@ -38,29 +38,14 @@ async def start_driver(scheduler: Scheduler) -> TaskGroup:
     return tg
 
 
-async def stop_driver(
-    tg: TaskGroup | None,
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-    tb: TracebackType | None,
-) -> None:
-    """Exit a task group that ``start_driver`` opened (after the scheduler closed)."""
-    if tg is not None:
-        await tg.__aexit__(exc_type, exc, tb)
+class DriverHost:
+    """Leaving ``async with`` closes the object, then exits the task group that
+    ``start_driver`` opened on entering (if it did). Shared by engines and clients."""
 
+    _tg: TaskGroup | None = None
 
-class JobEngine(Scheduler):
-    """A poll engine to share: ``async with JobEngine() as engine`` then pass
-    ``engine=engine`` to any client. Its ``max_in_flight`` bounds the requests of all
-    of them together; each job is polled on its own API's policy."""
-
-    def __init__(self, *, max_in_flight: int = 10) -> None:
-        super().__init__(max_in_flight=max_in_flight)
-        self._host_tg: TaskGroup | None = None
-
-    async def __aenter__(self) -> JobEngine:
-        self._host_tg = await start_driver(self)
-        return self
+    async def aclose(self) -> None:  # pragma: no cover - each host defines it
+        """Close (subclasses say what that means)."""
 
     async def __aexit__(
         self,
@@ -69,13 +54,32 @@ class JobEngine(Scheduler):
         tb: TracebackType | None,
     ) -> None:
         try:
-            await self.close()
+            await self.aclose()
         finally:
-            tg, self._host_tg = self._host_tg, None
-            await stop_driver(tg, exc_type, exc, tb)
+            tg, self._tg = self._tg, None
+            if tg is not None:
+                await tg.__aexit__(exc_type, exc, tb)
 
 
-class JobClient(Generic[R]):
+class JobEngine(DriverHost, Scheduler):
+    """A poll engine to share: ``async with JobEngine() as engine`` then pass
+    ``engine=engine`` to any client. Its ``max_in_flight`` bounds the requests of all
+    of them together; each job is polled on its own API's policy."""
+
+    def __init__(self, *, max_in_flight: int = 10) -> None:
+        super().__init__(max_in_flight=max_in_flight)
+        self._tg = None
+
+    async def __aenter__(self) -> JobEngine:
+        self._tg = await start_driver(self)
+        return self
+
+    async def aclose(self) -> None:
+        """Stop polling; unfinished jobs of every client fail with ``ClientClosed``."""
+        await self.close()
+
+
+class JobClient(DriverHost, Generic[R]):
     """What every vendor client shares: one HTTP boundary, an engine, submit/resume.
 
     A vendor client sets the class attributes below and adds its submit methods.
@@ -156,18 +160,6 @@ class JobClient(Generic[R]):
         if self._owns_engine and not self._engine.running:
             self._tg = await start_driver(self._engine)
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await self.aclose()
-        finally:
-            tg, self._tg = self._tg, None
-            await stop_driver(tg, exc_type, exc, tb)
 
     async def aclose(self) -> None:
         """Close; an engine of our own stops too (a shared one goes on)."""

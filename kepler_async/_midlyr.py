@@ -114,20 +114,6 @@ _RESULT_TYPES: dict[str, type[ScreenResult] | type[RiskResult]] = {
 
 
 @attrs.frozen(kw_only=True)
-class MidLyrJob:
-    """A job as ``GET /api/v1/jobs/{id}`` reports it (``result`` typed by ``type``)."""
-
-    id: str
-    status: str
-    type: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    result: MidLyrResult | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-
-
-@attrs.frozen(kw_only=True)
 class _JobFields:
     """The envelope without ``result`` and ``error``, which are read by hand."""
 
@@ -136,6 +122,15 @@ class _JobFields:
     type: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MidLyrJob(_JobFields):
+    """A job as ``GET /api/v1/jobs/{id}`` reports it (``result`` typed by ``type``)."""
+
+    result: MidLyrResult | None = None
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 def _read_error(body: object) -> tuple[str | None, str | None]:
@@ -186,11 +181,7 @@ class MidLyrDialect(InlineResults):
         if isinstance(error, dict):
             code, message = error.get("code"), error.get("message")
         return MidLyrJob(
-            id=fields.id,
-            status=fields.status,
-            type=fields.type,
-            created_at=fields.created_at,
-            updated_at=fields.updated_at,
+            **attrs.asdict(fields, recurse=False),
             result=_result(result),
             error_code=code if isinstance(code, str) else None,
             error_message=message if isinstance(message, str) else None,
