@@ -44,7 +44,7 @@ def run_limit(url: str, limit: int, jobs: int, prefix: str) -> dict[str, Any]:
     import anyio
 
     from kepler_async import AsyncKepler
-    from kepler_async._kepler_dialect import KEPLER_POLICY
+    from kepler_async._kepler._dialect import KEPLER_POLICY
     from kepler_async.testing import LIVE_KEY
 
     async def main() -> dict[str, Any]:

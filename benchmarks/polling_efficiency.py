@@ -125,7 +125,7 @@ def run_loop(name: str, n: int, scale: float) -> dict[str, Any]:
 
 def run_kepler_async(name: str, n: int, scale: float) -> dict[str, Any]:
     from kepler_async import AsyncKepler
-    from kepler_async._kepler_dialect import KEPLER_POLICY
+    from kepler_async._kepler._dialect import KEPLER_POLICY
     from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
 
     adaptive = name.endswith("adaptive")

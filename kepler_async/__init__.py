@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-from ._batch import ScoreOutcome
-from ._client import AsyncKepler
-from ._domains import normalize_domain
-from ._engine import JobEngine
-from ._exceptions import (
-    APIError,
-    AuthenticationError,
-    BadRequest,
-    ClientClosed,
-    ColdBudgetExhausted,
-    ConfigurationError,
-    DeadlineExceeded,
-    InvalidDomain,
-    InvalidInput,
-    InvalidJobId,
-    JobFailed,
-    JobForbidden,
-    JobNotFound,
-    KeplerError,
-    NoScoreRecord,
-    NotFound,
-    PermissionDenied,
-    PipelineAborted,
-    PipelineFailed,
-    PipelineTimedOut,
-    PollingCancelled,
-    ProtocolError,
-    RateLimited,
-    SandboxOnly,
-    ServerError,
-    SubmitUncertain,
-    TransportError,
-)
-from ._handle import JobHandle, ScoreJob
-from ._journal import JournalEntry, JournalError, SQLiteJobStore
-from ._models import (
+from kepler_async._engine._engine import JobEngine
+from kepler_async._engine._handle import JobHandle, ScoreJob
+from kepler_async._engine._journal import JournalEntry, JournalError, SQLiteJobStore
+from kepler_async._engine._scheduler import SchedulerStatistics
+from kepler_async._kepler._batch import ScoreOutcome
+from kepler_async._kepler._client import AsyncKepler
+from kepler_async._kepler._domains import normalize_domain
+from kepler_async._kepler._models import (
     BucketComparison,
     Buckets,
     CacheStatus,
@@ -72,8 +44,37 @@ from ._models import (
     Usage,
     XKepler,
 )
+
+from ._exceptions import (
+    APIError,
+    AuthenticationError,
+    BadRequest,
+    ClientClosed,
+    ColdBudgetExhausted,
+    ConfigurationError,
+    DeadlineExceeded,
+    InvalidDomain,
+    InvalidInput,
+    InvalidJobId,
+    JobFailed,
+    JobForbidden,
+    JobNotFound,
+    KeplerError,
+    NoScoreRecord,
+    NotFound,
+    PermissionDenied,
+    PipelineAborted,
+    PipelineFailed,
+    PipelineTimedOut,
+    PollingCancelled,
+    ProtocolError,
+    RateLimited,
+    SandboxOnly,
+    ServerError,
+    SubmitUncertain,
+    TransportError,
+)
 from ._policies import PollPolicy, RetryPolicy
-from ._scheduler import SchedulerStatistics
 from ._version import __version__
 
 __all__ = [

@@ -20,7 +20,7 @@ import cattrs
 
 from ._exceptions import ProtocolError
 
-__all__ = ["converter", "decode", "excerpt", "parse_datetime", "parse_json"]
+__all__ = ["OpenEnum", "converter", "decode", "excerpt", "parse_datetime", "parse_json"]
 
 T = TypeVar("T")
 
@@ -154,3 +154,10 @@ def parse_json(raw: bytes, *, what: str) -> object:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"{what}: the body is not JSON: {excerpt(raw)!r}") from exc
+
+
+class OpenEnum(str, enum.Enum):
+    """A string enum whose ``str()`` is its wire value (``KI-1``, not ``KIRating.KI_1``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)

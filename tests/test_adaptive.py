@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from kepler_async._adaptive import DurationModel
+from kepler_async._engine._adaptive import DurationModel
 
 
 def uniform_model(n: int = 400, low: float = 25.0, high: float = 90.0) -> DurationModel:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kepler_async import InvalidDomain, InvalidJobId, normalize_domain
-from kepler_async._domains import path_segment, validate_job_id
+from kepler_async._engine._kit import path_segment
+from kepler_async._kepler._domains import validate_job_id
 
 
 @pytest.mark.parametrize(

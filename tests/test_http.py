@@ -11,8 +11,8 @@ import pytest
 
 import kepler_async as ka
 from kepler_async import RetryPolicy
-from kepler_async._http import HttpBoundary, map_httpx_error
-from kepler_async._kepler_errors import kepler_error, kepler_submit_never_started
+from kepler_async._engine._http import HttpBoundary, map_httpx_error
+from kepler_async._kepler._errors import kepler_error, kepler_submit_never_started
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 import pytest
 
 import kepler_async as ka
-from kepler_async._kepler_errors import kepler_error, kepler_submit_never_started
+from kepler_async._kepler._errors import kepler_error, kepler_submit_never_started
 
 SANDBOX_400 = (
     "sandbox: only ['acme.test', 'cohort.test', 'struggling.test', 'unicorn.test'] supported"

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import attrs
 
-from kepler_async._batch import ScoreOutcome
+from kepler_async._kepler._batch import ScoreOutcome
 
 __all__ = ["COLUMNS", "InputLine", "RowWriter", "open_output", "read_inputs", "row_for"]
 

@@ -9,10 +9,10 @@ import anyio
 import click
 from rich.console import Console
 
-from kepler_async._client import AsyncKepler
+from kepler_async._engine._journal import SQLiteJobStore
 from kepler_async._exceptions import ConfigurationError
-from kepler_async._journal import SQLiteJobStore
-from kepler_async._kepler_dialect import KEPLER_POLICY
+from kepler_async._kepler._client import AsyncKepler
+from kepler_async._kepler._dialect import KEPLER_POLICY
 from kepler_async._version import __version__
 
 from ._io import InputError, RowWriter, open_output, read_inputs

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kepler_async._batch import ScoreOutcome
-from kepler_async._client import AsyncKepler
+from kepler_async._kepler._batch import ScoreOutcome
+from kepler_async._kepler._client import AsyncKepler
 
 from ._io import InputLine, RowWriter, row_for
 

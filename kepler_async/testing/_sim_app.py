@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kepler_async._client import AsyncKepler
-from kepler_async._kepler_dialect import KEPLER_POLICY
+from kepler_async._kepler._client import AsyncKepler
+from kepler_async._kepler._dialect import KEPLER_POLICY
 
 from ._faults import Fault
 from ._kepler_sim import LIVE_KEY, UNAUTHORIZED, KeplerSimulator

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from . import _exceptions as exc
-from ._policies import parse_retry_after
+from kepler_async import _exceptions as exc
+from kepler_async._policies import parse_retry_after
 
 __all__ = ["kepler_error", "kepler_submit_never_started"]
 

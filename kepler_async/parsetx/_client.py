@@ -8,17 +8,16 @@ from typing import Any
 
 import attrs
 
-from . import _exceptions as exc
-from ._domains import validate_job_id
-from ._engine import JobClient
-from ._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
-from ._handle import JobHandle
-from ._jobapi import Done, Failed, Pending, PollState, Request
-from ._models import _OpenEnum
-from ._policies import DEFAULT, PollPolicy, UseDefault
-from ._serde import decode
-from ._vendor import InlineResults, make_error_mapper
-from ._vendor import path_segment as _segment
+from kepler_async import _exceptions as exc
+from kepler_async._engine._engine import JobClient
+from kepler_async._engine._handle import JobHandle
+from kepler_async._engine._kit import InlineResults, check_uuid_id, make_error_mapper
+from kepler_async._engine._kit import path_segment as _segment
+from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
+from kepler_async._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
+from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
+from kepler_async._serde import OpenEnum as _OpenEnum
+from kepler_async._serde import decode
 
 __all__ = [
     "MAX_BATCH",
@@ -152,7 +151,7 @@ class ParseTxDialect(InlineResults):
     default_policy: PollPolicy = PARSETX_POLICY
 
     def check_job_id(self, job_id: str) -> str:
-        return validate_job_id(job_id)
+        return check_uuid_id(job_id, vendor="parsetx")
 
     def poll_request(self, job_id: str) -> Request:
         return Request(method="GET", path=JOB_PATH + _segment(job_id))

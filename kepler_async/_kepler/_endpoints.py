@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import TypeVar
 
-from ._constants import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT
-from ._domains import normalize_domain, path_segment, validate_job_id
-from ._exceptions import ClientClosed, InvalidInput
-from ._http import HttpBoundary
+from kepler_async._constants import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT
+from kepler_async._engine._http import HttpBoundary
+from kepler_async._engine._kit import path_segment
+from kepler_async._exceptions import ClientClosed, InvalidInput
+from kepler_async._serde import decode
+
+from ._domains import normalize_domain, validate_job_id
 from ._models import (
     Cohort,
     Confidence,
@@ -22,7 +25,6 @@ from ._models import (
     SignalsManifest,
     Usage,
 )
-from ._serde import decode
 
 __all__ = ["KeplerEndpoints"]
 

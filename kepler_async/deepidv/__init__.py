@@ -15,7 +15,7 @@ as 401, 403 or 404, and each is handled.
 
 from __future__ import annotations
 
-from ._deepidv import (
+from ._client import (
     AdverseMediaResult,
     Article,
     AsyncDeepidv,

@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from . import _exceptions as exc
-from ._domains import path_segment
-from ._jobapi import Accepted, Done
-from ._policies import parse_retry_after
+from kepler_async import _exceptions as exc
+from kepler_async._policies import parse_retry_after
+
+from ._protocol import Accepted, Done
 
 __all__ = [
     "InlineResults",
     "camel_to_snake",
     "check_opaque_id",
+    "check_uuid_id",
     "epoch_to_datetime",
     "make_error_mapper",
     "path_segment",
 ]
+
+
+def check_uuid_id(value: object, *, vendor: str = "") -> str:
+    """The canonical (lower-case) form of a job id that must be a hyphenated UUID."""
+    if not isinstance(value, str):
+        raise exc.InvalidJobId(
+            f"a job id must be a string, not {type(value).__name__}", value=repr(value)[:100]
+        )
+    text = value.strip()
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        parsed = None
+    # uuid.UUID also takes braces, "urn:uuid:" and bare hex; the API only uses the
+    # hyphenated form, so insist on it.
+    if parsed is None or len(text) != 36 or text.count("-") != 4:
+        raise exc.InvalidJobId(
+            f"invalid {vendor + ' ' if vendor else ''}job id {repr(value)[:100]}: "
+            "expected a UUID such as "
+            "'9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f'",
+            value=repr(value)[:100],
+        )
+    return str(parsed)
+
+
+def path_segment(value: str) -> str:
+    """Percent-encode one URL path segment (``/`` included)."""
+    return urllib.parse.quote(value, safe="")
+
 
 _OPAQUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")

@@ -30,8 +30,7 @@ import attrs
 import sniffio
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._adaptive import DurationModel
-from ._exceptions import (
+from kepler_async._exceptions import (
     AuthenticationError,
     ClientClosed,
     DeadlineExceeded,
@@ -40,9 +39,11 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
+from kepler_async._policies import RetryPolicy
+
+from ._adaptive import DurationModel
 from ._handle import JobHandle
-from ._jobapi import Done, Failed, Fetch, Pending, Request
-from ._policies import RetryPolicy
+from ._protocol import Done, Failed, Fetch, Pending, Request
 
 __all__ = ["Scheduler", "SchedulerStatistics"]
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-import uuid
 
-from ._exceptions import InvalidDomain, InvalidJobId
+from kepler_async._engine._kit import check_uuid_id
+from kepler_async._exceptions import InvalidDomain
 
-__all__ = ["normalize_domain", "path_segment", "validate_job_id"]
+__all__ = ["normalize_domain", "validate_job_id"]
 
 _MAX_DOMAIN = 253
 _MAX_LABEL = 63
@@ -86,26 +86,4 @@ def normalize_domain(value: object) -> str:
 
 def validate_job_id(value: object) -> str:
     """Return the canonical (lower-case) form of a Kepler job id, a UUID."""
-    if not isinstance(value, str):
-        raise InvalidJobId(
-            f"a job id must be a string, not {type(value).__name__}", value=_shown(value)
-        )
-    text = value.strip()
-    try:
-        parsed = uuid.UUID(text)
-    except ValueError:
-        parsed = None
-    # uuid.UUID also takes braces, "urn:uuid:" and bare hex; the API only uses the
-    # hyphenated form, so insist on it.
-    if parsed is None or len(text) != 36 or text.count("-") != 4:
-        raise InvalidJobId(
-            f"invalid job id {_shown(value)}: expected a UUID such as "
-            "'9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f'",
-            value=_shown(value),
-        )
-    return str(parsed)
-
-
-def path_segment(value: str) -> str:
-    """Percent-encode one URL path segment (``/`` included)."""
-    return urllib.parse.quote(value, safe="")
+    return check_uuid_id(value)

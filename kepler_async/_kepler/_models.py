@@ -8,10 +8,11 @@ instead of failing, so the annotation is ``SomeEnum | str``. Unknown fields are 
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 import attrs
+
+from kepler_async._serde import OpenEnum as _OpenEnum
 
 __all__ = [
     "BucketComparison",
@@ -49,13 +50,6 @@ __all__ = [
     "Usage",
     "XKepler",
 ]
-
-
-class _OpenEnum(str, enum.Enum):
-    """A string enum whose ``str()`` is its wire value (``KI-1``, not ``KIRating.KI_1``)."""
-
-    def __str__(self) -> str:
-        return str(self.value)
 
 
 class KIRating(_OpenEnum):

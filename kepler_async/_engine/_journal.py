@@ -24,9 +24,9 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from ._exceptions import ConfigurationError, JobFailed, KeplerError
-from ._models import Score
-from ._serde import converter, decode
+from kepler_async._exceptions import ConfigurationError, JobFailed, KeplerError
+from kepler_async._kepler._models import Score
+from kepler_async._serde import converter, decode
 
 __all__ = ["JournalEntry", "JournalError", "SQLiteJobStore", "key_fingerprint"]
 

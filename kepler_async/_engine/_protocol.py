@@ -13,8 +13,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
-from ._exceptions import KeplerError
-from ._policies import PollPolicy
+from kepler_async._exceptions import KeplerError
+from kepler_async._policies import PollPolicy
 
 __all__ = [
     "Accepted",

@@ -7,14 +7,19 @@ from typing import Any
 
 import attrs
 
-from ._engine import JobClient
-from ._exceptions import InvalidInput, JobFailed, ProtocolError
-from ._handle import JobHandle
-from ._jobapi import Done, Failed, Pending, PollState, Request
-from ._policies import DEFAULT, PollPolicy, UseDefault
-from ._serde import decode
-from ._vendor import InlineResults, camel_to_snake, check_opaque_id, make_error_mapper
-from ._vendor import path_segment as _segment
+from kepler_async._engine._engine import JobClient
+from kepler_async._engine._handle import JobHandle
+from kepler_async._engine._kit import (
+    InlineResults,
+    camel_to_snake,
+    check_opaque_id,
+    make_error_mapper,
+)
+from kepler_async._engine._kit import path_segment as _segment
+from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
+from kepler_async._exceptions import InvalidInput, JobFailed, ProtocolError
+from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
+from kepler_async._serde import decode
 
 __all__ = [
     "SCENARIOS",

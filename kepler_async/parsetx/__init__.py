@@ -14,7 +14,7 @@ answers 401: that fails the one job (``JobForbidden``), not the client.
 
 from __future__ import annotations
 
-from ._parsetx import (
+from ._client import (
     MAX_BATCH,
     AsyncParseTx,
     EnrichItem,

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
 
-from ._exceptions import PollingCancelled
-from ._models import Score
+from kepler_async._exceptions import PollingCancelled
+from kepler_async._kepler._models import Score
 
 if TYPE_CHECKING:
+    from kepler_async._policies import PollPolicy
+
     from ._http import HttpBoundary
-    from ._jobapi import JobApi, Request
-    from ._policies import PollPolicy
+    from ._protocol import JobApi, Request
     from ._scheduler import Scheduler
 
 __all__ = ["JobHandle", "ScoreJob"]

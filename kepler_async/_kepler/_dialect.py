@@ -6,8 +6,17 @@ import urllib.parse
 
 import attrs
 
-from ._domains import path_segment, validate_job_id
-from ._exceptions import (
+from kepler_async._engine._kit import path_segment
+from kepler_async._engine._protocol import (
+    Accepted,
+    Done,
+    Failed,
+    Fetch,
+    Pending,
+    PollState,
+    Request,
+)
+from kepler_async._exceptions import (
     InvalidJobId,
     JobFailed,
     KeplerError,
@@ -18,10 +27,11 @@ from ._exceptions import (
     PipelineTimedOut,
     ProtocolError,
 )
-from ._jobapi import Accepted, Done, Failed, Fetch, Pending, PollState, Request
+from kepler_async._policies import PollPolicy
+from kepler_async._serde import decode
+
+from ._domains import validate_job_id
 from ._models import Job, JobAccepted, JobStatus, Score
-from ._policies import PollPolicy
-from ._serde import decode
 
 __all__ = ["FAILURE_CLASSES", "KeplerDialect", "failure_for"]
 

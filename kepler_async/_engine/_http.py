@@ -27,8 +27,8 @@ import anyio
 import attrs
 import httpx
 
-from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, USER_AGENT
-from ._exceptions import (
+from kepler_async._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, USER_AGENT
+from kepler_async._exceptions import (
     APIError,
     ClientClosed,
     KeplerError,
@@ -36,8 +36,8 @@ from ._exceptions import (
     SubmitUncertain,
     TransportError,
 )
-from ._policies import RetryPolicy
-from ._serde import excerpt, parse_json
+from kepler_async._policies import RetryPolicy
+from kepler_async._serde import excerpt, parse_json
 
 __all__ = ["HttpBoundary", "Reply", "map_httpx_error"]
 

@@ -8,13 +8,14 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from ._batch import ScoreOutcome, score_many
-from ._config import resolve_api_key, resolve_base_url
-from ._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_OUTSTANDING, DEFAULT_TIMEOUT
-from ._domains import normalize_domain, validate_job_id
-from ._endpoints import KeplerEndpoints
-from ._engine import DriverHost, JobEngine, start_driver
-from ._exceptions import (
+from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_OUTSTANDING, DEFAULT_TIMEOUT
+from kepler_async._engine._engine import DriverHost, JobEngine, start_driver
+from kepler_async._engine._handle import JobHandle, ScoreJob
+from kepler_async._engine._http import HttpBoundary
+from kepler_async._engine._journal import SQLiteJobStore, key_fingerprint
+from kepler_async._engine._protocol import Done
+from kepler_async._engine._scheduler import Scheduler, SchedulerStatistics
+from kepler_async._exceptions import (
     AuthenticationError,
     ClientClosed,
     ConfigurationError,
@@ -24,15 +25,15 @@ from ._exceptions import (
     RateLimited,
     SubmitUncertain,
 )
-from ._handle import JobHandle, ScoreJob
-from ._http import HttpBoundary
-from ._jobapi import Done
-from ._journal import SQLiteJobStore, key_fingerprint
-from ._kepler_dialect import KeplerDialect, failure_for
-from ._kepler_errors import kepler_error, kepler_submit_never_started
+from kepler_async._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
+
+from ._batch import ScoreOutcome, score_many
+from ._config import resolve_api_key, resolve_base_url
+from ._dialect import KeplerDialect, failure_for
+from ._domains import normalize_domain, validate_job_id
+from ._endpoints import KeplerEndpoints
+from ._errors import kepler_error, kepler_submit_never_started
 from ._models import Score
-from ._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
-from ._scheduler import Scheduler, SchedulerStatistics
 
 __all__ = ["AsyncKepler"]
 

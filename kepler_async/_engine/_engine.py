@@ -12,14 +12,15 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from ._exceptions import ClientClosed, ConfigurationError, JobFailed
+from kepler_async._exceptions import ClientClosed, ConfigurationError, JobFailed
+from kepler_async._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
+from kepler_async._serde import converter
+
 from ._handle import JobHandle
 from ._http import ErrorMapper, HttpBoundary
-from ._jobapi import Accepted, Done, JobApi, Request
 from ._journal import SQLiteJobStore, key_fingerprint
-from ._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
+from ._protocol import Accepted, Done, JobApi, Request
 from ._scheduler import Scheduler
-from ._serde import converter
 
 __all__ = ["DriverHost", "JobClient", "JobEngine", "start_driver"]
 

@@ -11,7 +11,7 @@ The POST is never sent twice: the API has no idempotency.
 
 from __future__ import annotations
 
-from ._midlyr import (
+from ._client import (
     SCENARIOS,
     AsyncMidLyr,
     Chunk,

@@ -7,8 +7,8 @@ import re
 
 import httpx
 
-from ._constants import API_KEY_ENV, API_KEY_PREFIXES, DEFAULT_BASE_URL
-from ._exceptions import ConfigurationError
+from kepler_async._constants import API_KEY_ENV, API_KEY_PREFIXES, DEFAULT_BASE_URL
+from kepler_async._exceptions import ConfigurationError
 
 __all__ = ["BASE_URL_ENV", "resolve_api_key", "resolve_base_url"]
 

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 import attrs
 
-from ._domains import normalize_domain
-from ._exceptions import (
+from kepler_async._exceptions import (
     AuthenticationError,
     ClientClosed,
     ColdBudgetExhausted,
@@ -25,12 +24,15 @@ from ._exceptions import (
     KeplerError,
     RateLimited,
 )
+
+from ._domains import normalize_domain
 from ._models import Score
 
 if TYPE_CHECKING:
+    from kepler_async._engine._handle import JobHandle
+    from kepler_async._policies import PollPolicy
+
     from ._client import AsyncKepler
-    from ._handle import JobHandle
-    from ._policies import PollPolicy
 
 __all__ = ["ScoreOutcome", "score_many"]
 
