@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from kepler_async._engine._channel import EngineStatistics
 from kepler_async._engine._engine import JobEngine
-from kepler_async._engine._handle import JobHandle, ScoreJob
+from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._journal import JournalEntry, JournalError, SQLiteJobStore
-from kepler_async._engine._scheduler import SchedulerStatistics
-from kepler_async._kepler._batch import ScoreOutcome
+from kepler_async._kepler._batch import ScoreBatch, ScoreOutcome
 from kepler_async._kepler._client import AsyncKepler
 from kepler_async._kepler._domains import normalize_domain
+from kepler_async._kepler._job import ScoreJob
 from kepler_async._kepler._models import (
     BucketComparison,
     Buckets,
@@ -58,6 +59,7 @@ from ._exceptions import (
     InvalidJobId,
     JobFailed,
     JobForbidden,
+    JobNotDone,
     JobNotFound,
     KeplerError,
     NoScoreRecord,
@@ -97,6 +99,7 @@ __all__ = [
     "ConfigurationError",
     "DeadlineExceeded",
     "Distribution",
+    "EngineStatistics",
     "FailureReason",
     "HistogramBin",
     "HistoryPage",
@@ -110,6 +113,7 @@ __all__ = [
     "JobFailed",
     "JobForbidden",
     "JobHandle",
+    "JobNotDone",
     "JobNotFound",
     "JobStatus",
     "JournalEntry",
@@ -135,8 +139,8 @@ __all__ = [
     "RetryPolicy",
     "SQLiteJobStore",
     "SandboxOnly",
-    "SchedulerStatistics",
     "Score",
+    "ScoreBatch",
     "ScoreJob",
     "ScoreOutcome",
     "ServerError",

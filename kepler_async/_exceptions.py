@@ -16,13 +16,14 @@ Every failure the library raises is a ``KeplerError``::
     │   └── ServerError (5xx)
     ├── TransportError (method, path, request_sent)
     │   └── SubmitUncertain
-    ├── JobFailed (job_id, domain, failure_reason, retryable)
+    ├── JobFailed (job_id, subject, failure_reason, retryable)
     │   ├── PipelineFailed
     │   ├── PipelineTimedOut
     │   ├── PipelineAborted
     │   └── NoScoreRecord
-    ├── DeadlineExceeded (job_id, domain)
+    ├── DeadlineExceeded (job_id, subject)
     ├── PollingCancelled (job_id)
+    ├── JobNotDone (job_id; also a RuntimeError)
     ├── ProtocolError (malformed body, missing field, foreign score_url)
     ├── ClientClosed (job_id)
     ├── ConfigurationError (also a ValueError)
@@ -32,6 +33,9 @@ Every failure the library raises is a ``KeplerError``::
 
 Unknown codes and failure reasons from the server map to the nearest parent and
 keep the raw string. Messages never contain the API key.
+
+``subject`` says what a job was about, in the API's own terms (the domain, for
+Kepler); ``domain`` is the same value under Kepler's name.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ __all__ = [
     "InvalidJobId",
     "JobFailed",
     "JobForbidden",
+    "JobNotDone",
     "JobNotFound",
     "KeplerError",
     "NoScoreRecord",
@@ -185,8 +190,19 @@ class SubmitUncertain(TransportError):
 # --- jobs -----------------------------------------------------------------------------
 
 
-class JobFailed(KeplerError):
-    """A cold job ended ``failed``. ``failure_reason`` keeps the server's raw string."""
+class _AboutAJob(KeplerError):
+    """An error about one job: its id and its subject (what it was about)."""
+
+    subject: str | None
+
+    @property
+    def domain(self) -> str | None:
+        """The job's subject under Kepler's name: the domain being scored."""
+        return self.subject
+
+
+class JobFailed(_AboutAJob):
+    """A job ended ``failed``. ``failure_reason`` keeps the server's raw string."""
 
     retryable: bool = False
 
@@ -195,19 +211,19 @@ class JobFailed(KeplerError):
         message: str,
         *,
         job_id: str,
-        domain: str | None,
+        subject: str | None,
         failure_reason: str | None,
         retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.job_id = job_id
-        self.domain = domain
+        self.subject = subject
         self.failure_reason = failure_reason
         if retryable is not None:
             self.retryable = retryable
 
     def __str__(self) -> str:
-        return f"job {self.job_id} ({self.domain}) failed: {self.failure_reason}: {self.message}"
+        return f"job {self.job_id} ({self.subject}) failed: {self.failure_reason}: {self.message}"
 
 
 class PipelineFailed(JobFailed):
@@ -228,13 +244,13 @@ class NoScoreRecord(JobFailed):
     """``scoring_completed_no_record``: the run finished but wrote no score (thin data)."""
 
 
-class DeadlineExceeded(KeplerError):
+class DeadlineExceeded(_AboutAJob):
     """The local deadline passed before the job finished. The job runs on server-side."""
 
-    def __init__(self, message: str, *, job_id: str | None, domain: str | None) -> None:
+    def __init__(self, message: str, *, job_id: str | None, subject: str | None) -> None:
         super().__init__(message)
         self.job_id = job_id
-        self.domain = domain
+        self.subject = subject
 
 
 # --- everything else ------------------------------------------------------------------
@@ -246,6 +262,14 @@ class ProtocolError(KeplerError):
 
 class PollingCancelled(KeplerError):
     """``cancel()`` stopped local polling of a job; the job goes on server-side."""
+
+    def __init__(self, message: str, *, job_id: str | None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobNotDone(KeplerError, RuntimeError):
+    """``result_nowait()`` on a handle whose job is still pending."""
 
     def __init__(self, message: str, *, job_id: str | None) -> None:
         super().__init__(message)

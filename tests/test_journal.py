@@ -99,9 +99,9 @@ async def test_a_retryable_failure_is_submitted_again(
     async with client(sim, journal_path) as kepler:
         assert (await kepler.score("flaky.io")).domain == "flaky.io"
     assert sim.counters.cold_runs_billed["flaky.io"] == 2
-    entry = await SQLiteJobStore(journal_path, threaded=False).get("flaky.io")
+    entry = await SQLiteJobStore(journal_path, threaded=False).get("kepler", "flaky.io")
     assert entry is not None
-    assert entry.state == "scored"
+    assert entry.state == "done"
 
 
 async def test_interrupted_batches_converge_to_one_run_per_domain(
@@ -194,8 +194,8 @@ def test_the_journal_repr_and_fingerprint_hide_the_key(tmp_path: Path) -> None:
 async def test_the_threaded_store_round_trips(journal_path: Path) -> None:
     store = SQLiteJobStore(journal_path)  # statements on a worker thread
     await store.bind(base_url="http://x.example", fingerprint="abc")
-    await store.record_submitted("a.com", "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
-    entry = await store.get("a.com")
+    await store.record_submitted("kepler", "a.com", "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
+    entry = await store.get("kepler", "a.com")
     assert entry is not None
     assert (entry.state, entry.job_id) == ("pending", "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
     await store.aclose()
@@ -231,7 +231,7 @@ async def test_a_lost_submit_answer_is_looked_up_before_posting_again(
     async with first:
         with pytest.raises(ka.SubmitUncertain):
             await first.score("stripe.com")
-    entry = await SQLiteJobStore(journal_path, threaded=False).get("stripe.com")
+    entry = await SQLiteJobStore(journal_path, threaded=False).get("kepler", "stripe.com")
     assert entry is not None
     assert entry.state == "uncertain"
     await anyio.sleep(100)  # the run the lost POST started finishes meanwhile

@@ -64,14 +64,19 @@ async def every_call() -> None:
         async for outcome in k.score_many(["a.com", "b.com"], max_outstanding=10):
             item: ka.ScoreOutcome = outcome
             maybe: ka.Score | None = outcome.score
-        stats: ka.SchedulerStatistics = k.statistics()
+        stats: ka.EngineStatistics = k.statistics()
+        value_now: ka.Score = job.result_nowait()
+        async with k.score_many(["a.com"]) as batch:
+            first: ka.ScoreOutcome = await batch.__anext__()
+        await batch.aclose()
+        del value_now, first
         policy: ka.PollPolicy = k.poll_policy.scaled(0.5).with_deadline(None)
     await kepler.aclose()
     sim_client: ka.AsyncKepler = simulated_client(sim, LIVE_KEY, max_in_flight=4)
     await sim_client.aclose()
     store = ka.SQLiteJobStore("journal.db", threaded=True)
     journaled = ka.AsyncKepler(LIVE_KEY, journal=store)
-    entry: ka.JournalEntry | None = await store.get("stripe.com")
+    entry: ka.JournalEntry | None = await store.get("kepler", "stripe.com")
     entries: list[ka.JournalEntry] = await store.entries()
     await journaled.aclose()
     await store.aclose()
@@ -81,10 +86,14 @@ async def every_call() -> None:
         from kepler_async.midlyr import AsyncMidLyr, MidLyrJob
         from kepler_async.parsetx import AsyncParseTx, EnrichResult
 
-        deepidv = AsyncDeepidv("key", engine=engine)
-        media: AdverseMediaResult = await deepidv.screen_adverse_media(
-            first_name="A", last_name="B", date_of_birth="2000-01-01"
-        )
+        async with AsyncDeepidv("key", engine=engine) as deepidv:
+            media: AdverseMediaResult = await deepidv.screen_adverse_media(
+                first_name="A", last_name="B", date_of_birth="2000-01-01"
+            )
+            resumed_d: ka.JobHandle[AdverseMediaResult] = deepidv.resume("job_1", deadline=5)
+            per_client: ka.EngineStatistics = deepidv.statistics()
+            shared: ka.JobEngine = deepidv.engine
+            del resumed_d, per_client, shared
         midlyr = AsyncMidLyr("key", engine=engine)
         job_row: MidLyrJob = await midlyr.get_job("job_1")
         parsetx = AsyncParseTx("key", engine=engine)

@@ -1,52 +1,125 @@
-"""``JobEngine``: one poll scheduler shared by clients of several job APIs, and the
-small base the vendor clients (deepidv, MidLyr, ParseTx) are built on."""
+"""``JobEngine``: the thing that polls. It owns a scheduler and the task group it runs in.
+
+Every client has an engine: its own (made for it) or one passed as ``engine=`` and
+shared with other clients, of any API, within one ``max_in_flight``.
+
+Lifecycle, as anyio and trio users expect:
+
+- ``async with JobEngine() as engine`` opens a task group with ``async with`` (kept on
+  an ``AsyncExitStack``), starts the scheduler in it, and on the way out stops it and
+  exits the task group in the same task. The body's own exception leaves as itself,
+  never wrapped in an ``ExceptionGroup``.
+- Without ``async with`` (a notebook cell, a long-lived object), the scheduler starts
+  on first use in a task of its own; asyncio only, as only asyncio has tasks that live
+  outside a task group. ``await engine.aclose()`` stops it.
+- An engine belongs to the event loop it first ran on; another loop gets a
+  ``RuntimeError`` at once instead of a hang.
+"""
 
 from __future__ import annotations
 
-import os
+import contextlib
+import math
 import sys
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import httpx
-from anyio.abc import TaskGroup
+import sniffio
 
-from kepler_async._exceptions import ClientClosed, ConfigurationError, JobFailed
-from kepler_async._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
-from kepler_async._serde import converter
+from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT
+from kepler_async._exceptions import ClientClosed, KeplerError
 
-from ._handle import JobHandle
-from ._http import ErrorMapper, HttpBoundary
-from ._journal import SQLiteJobStore, key_fingerprint
-from ._protocol import Accepted, Done, JobApi, Request
+from ._channel import Counters, EngineStatistics
 from ._scheduler import Scheduler
 
-__all__ = ["DriverHost", "JobClient", "JobEngine", "start_driver"]
+if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
-R = TypeVar("R")
+if TYPE_CHECKING:
+    from ._channel import Channel
+
+__all__ = ["JobEngine", "leave_task_group"]
+
+E = TypeVar("E", bound="JobEngine")
+
+#: The longest ``aclose()`` waits for the scheduler's task to end (seconds).
+CLOSE_BOUND = 5.0
 
 
-async def start_driver(scheduler: Scheduler) -> TaskGroup:
-    """Open a task group (entered here, exited by the caller) running ``scheduler``."""
-    tg = anyio.create_task_group()
-    await tg.__aenter__()
+def _current_loop() -> object:
+    """An identity for the running event loop (asyncio's loop, trio's run)."""
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        import asyncio
+
+        return asyncio.get_running_loop()
+    if library == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+    return library  # pragma: no cover - anyio supports only these two
+
+
+async def leave_task_group(stack: contextlib.AsyncExitStack) -> None:
+    """Exit a stack holding our task group; a lone error comes out unwrapped.
+
+    The task group is exited without the body's exception (it is not a child's), so
+    the body's exception leaves ``async with`` as itself. Should a child have failed,
+    its error is raised as it is, unless several did.
+    """
     try:
-        await tg.start(scheduler.run)
-    except BaseException:
-        await tg.__aexit__(*sys.exc_info())
+        await stack.aclose()
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if len(leaves) == 1:
+            raise leaves[0] from None
         raise
-    return tg
 
 
-class DriverHost:
-    """Leaving ``async with`` closes the object, then exits the task group that
-    ``start_driver`` opened on entering (if it did). Shared by engines and clients."""
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Any:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            yield from _leaves(error)
+        else:
+            yield error
 
-    _tg: TaskGroup | None = None
 
-    async def aclose(self) -> None:  # pragma: no cover - each host defines it
-        """Close (subclasses say what that means)."""
+class JobEngine:
+    """Polls the jobs of any number of clients, of any API, from one task.
+
+    ``async with JobEngine() as engine``, then pass ``engine=engine`` to any client:
+    ``max_in_flight`` bounds the requests of all of them together, and each job is
+    polled on its own API's policy. A client made without ``engine=`` has its own.
+    """
+
+    def __init__(self, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+        self._scheduler = Scheduler(max_in_flight=max_in_flight)
+        self._channels: list[Channel[Any]] = []
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._host: Any = None  # the asyncio task running the scheduler outside a group
+        self._ready: anyio.Event | None = None
+        self._loop: object = None
+        self._closed = False
+        self._done = Counters()  # what closed channels did, kept for the totals
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self._scheduler
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler.running
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self: E) -> E:
+        await self._open()
+        return self
 
     async def __aexit__(
         self,
@@ -54,245 +127,154 @@ class DriverHost:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self._exit()
+
+    async def _open(self) -> None:
+        """Start the scheduler in a task group of this task (``async with``)."""
+        if self._closed:
+            raise ClientClosed("this engine is closed; create a new one")
+        self._bind_loop()
+        if self._stack is not None or self._host is not None:
+            raise RuntimeError("this engine is running already; enter it once")
+        stack = contextlib.AsyncExitStack()
+        try:
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            await tg.start(self._scheduler.run)
+        except BaseException:
+            await leave_task_group(stack)
+            raise
+        self._stack = stack
+
+    async def _exit(self) -> None:
+        """Close, then leave the task group ``_open`` entered (in the same task)."""
         try:
             await self.aclose()
         finally:
-            tg, self._tg = self._tg, None
-            if tg is not None:
-                await tg.__aexit__(exc_type, exc, tb)
+            stack, self._stack = self._stack, None
+            if stack is not None:
+                await leave_task_group(stack)
 
+    def _bind_loop(self) -> None:
+        loop = _current_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                "this client or engine belongs to another event loop (the one it first "
+                "ran on); create one per event loop or thread"
+            )
 
-class JobEngine(DriverHost, Scheduler):
-    """A poll engine to share: ``async with JobEngine() as engine`` then pass
-    ``engine=engine`` to any client. Its ``max_in_flight`` bounds the requests of all
-    of them together; each job is polled on its own API's policy."""
+    def ensure_running(self) -> None:
+        """Start the scheduler in the background if nobody did (notebooks: no
+        ``async with``). Only asyncio allows a task outside a task group; on trio,
+        open the client or engine with ``async with`` instead."""
+        self._bind_loop()
+        if self._scheduler.running or self._host is not None or self._stack is not None:
+            return
+        if self._closed:
+            raise ClientClosed("this engine is closed; create a new one")
+        if sniffio.current_async_library() != "asyncio":
+            raise KeplerError(
+                "on trio, open the client (or its JobEngine) with `async with`: its "
+                "polling needs a task group to run in"
+            )
+        import asyncio
 
-    def __init__(self, *, max_in_flight: int = 10) -> None:
-        super().__init__(max_in_flight=max_in_flight)
-        self._tg = None
+        self._host = asyncio.get_running_loop().create_task(
+            self._scheduler.run(), name="kepler-async-engine"
+        )
 
-    async def __aenter__(self) -> JobEngine:
-        self._tg = await start_driver(self)
-        return self
+    async def started(self) -> None:
+        """Start the scheduler if needed; return once it accepts work."""
+        self.ensure_running()
+        if self._scheduler.running:
+            return
+        if self._ready is None:
+            self._ready = anyio.Event()
+            self._scheduler.on_start = self._ready.set
+        await self._ready.wait()
+        if not self._scheduler.running:
+            raise ClientClosed("this engine is closed; create a new one")
 
     async def aclose(self) -> None:
-        """Stop polling; unfinished jobs of every client fail with ``ClientClosed``."""
-        await self.close()
+        """Stop polling; unfinished jobs of every client fail with ``ClientClosed``
+        (carrying their job ids; the jobs go on server-side). Idempotent. Returns
+        within ``CLOSE_BOUND`` (5 s) even if a request or a journal write hangs."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._ready is not None:
+            self._ready.set()
+        for channel in self._channels:
+            channel.close()
+        self._scheduler.stop()
+        host, self._host = self._host, None
+        if host is not None:
+            with anyio.move_on_after(CLOSE_BOUND, shield=True):
+                await host
 
+    # --- channels -----------------------------------------------------------------------
 
-class JobClient(DriverHost, Generic[R]):
-    """What every vendor client shares: one HTTP boundary, an engine, submit/resume.
+    def _attach(self, channel: Channel[Any]) -> None:
+        if self._closed:
+            raise ClientClosed("this engine is closed; create a new one")
+        self._channels.append(channel)
 
-    A vendor client sets the class attributes below and adds its submit methods.
-    """
+    def _detach(self, channel: Channel[Any]) -> None:
+        """A client of a shared engine closed: keep its counts, drop the channel."""
+        if channel in self._channels:
+            self._channels.remove(channel)
+            self._done.add(channel.counters)
 
-    _vendor: str
-    _api_key_env: str
-    _default_base_url: str
-    _auth_header: str
-    _map_error: ErrorMapper
-    _dialect: JobApi[R]
+    # --- statistics ---------------------------------------------------------------------
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        poll_policy: PollPolicy | None = None,
-        engine: JobEngine | None = None,
-        max_in_flight: int = 10,
-        journal: SQLiteJobStore | None = None,
-    ) -> None:
-        """The key comes from ``api_key`` or the vendor's environment variable; an
-        ``engine`` (``JobEngine``) is shared with other clients, else the client has
-        its own; a ``journal`` records jobs submitted with a ``journal_key``."""
-        key = api_key if api_key is not None else os.environ.get(self._api_key_env, "")
-        if not isinstance(key, str) or not key.strip():
-            raise ConfigurationError(
-                f"no {self._vendor} API key: pass api_key=... or set {self._api_key_env}"
-            )
-        if http_client is not None and transport is not None:
-            raise ConfigurationError("pass http_client or transport, not both")
-        url = httpx.URL(base_url or self._default_base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigurationError(f"base_url {base_url!r} needs an http(s) scheme and a host")
-        if journal is not None and not isinstance(journal, SQLiteJobStore):
-            raise ConfigurationError("journal must be a SQLiteJobStore")
-        self._journal = journal
-        self._fingerprint = key_fingerprint(key.strip())
-        self._api = self._dialect
-        self._http = HttpBoundary.create(
-            api_key=key.strip(),
-            base_url=str(url).rstrip("/"),
-            auth_header=self._auth_header,
-            map_error=type(self)._map_error,
-            never_started=lambda error: False,
-            http_client=http_client,
-            transport=transport,
-            timeout=timeout,
-            retry=retry,
+    def statistics(self) -> EngineStatistics:
+        """A snapshot of the engine's counters, for every client on it."""
+        return self._statistics(self._channels, closed=self._done)
+
+    def _statistics(
+        self, channels: list[Channel[Any]], closed: Counters | None = None
+    ) -> EngineStatistics:
+        totals = Counters()
+        if closed is not None:
+            totals.add(closed)
+        for channel in channels:
+            totals.add(channel.counters)
+        try:
+            now = anyio.current_time()
+        except RuntimeError:  # no event loop here (a repr in a sync context)
+            now = math.nan
+        next_due = self._scheduler.next_due() if self._scheduler.running else None
+        paused = max((c.paused_until for c in channels), default=-math.inf)
+        limiter = self._scheduler.limiter
+        return EngineStatistics(
+            jobs_started=totals.jobs_started,
+            submits_inline=totals.submits_inline,
+            jobs_pending=sum(channel.pending() for channel in channels),
+            jobs_succeeded=totals.jobs_succeeded,
+            jobs_failed=totals.jobs_failed,
+            polls_sent=totals.polls_sent,
+            polls_unchanged=totals.polls_unchanged,
+            results_fetched=totals.results_fetched,
+            transient_errors=totals.transient_errors,
+            throttle_pauses=totals.throttle_pauses,
+            in_flight=int(limiter.borrowed_tokens),
+            max_in_flight=self._scheduler.max_in_flight,
+            paused_for=max(0.0, paused - now) if math.isfinite(now) else 0.0,
+            next_poll_in=(
+                None if next_due is None or not math.isfinite(now) else max(0.0, next_due - now)
+            ),
         )
-        self._policy = poll_policy or self._api.default_policy
-        self._owns_engine = engine is None
-        self._engine: Scheduler = (
-            engine if engine is not None else Scheduler(max_in_flight=max_in_flight)
-        )
-        self._tg: TaskGroup | None = None
-
-    @property
-    def engine(self) -> Scheduler:
-        return self._engine
-
-    @property
-    def closed(self) -> bool:
-        return self._http.closed
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<{type(self).__name__} base_url={self._http.base_url!r} {state}>"
-
-    async def __aenter__(self) -> Any:
-        if self.closed:
-            raise ClientClosed()
-        if self._owns_engine and not self._engine.running:
-            self._tg = await start_driver(self._engine)
-        return self
-
-    async def aclose(self) -> None:
-        """Close; an engine of our own stops too (a shared one goes on)."""
-        if self._owns_engine:
-            await self._engine.close()
-        await self._http.aclose()
-
-    def _handle(self, job_id: str, subject: str | None, policy: PollPolicy) -> JobHandle[R]:
-        return JobHandle(
-            job_id, subject, api=self._api, policy=policy, scheduler=self._engine, http=self._http
+        stats = self.statistics()
+        state = "closed" if self._closed else ("running" if self.running else "idle")
+        text = (
+            f"<JobEngine {state}: {stats.jobs_pending} pending, {stats.jobs_succeeded} done, "
+            f"{stats.jobs_failed} failed, {stats.polls_sent} polls"
         )
-
-    def _restore(self, data: object) -> R:
-        """A result from its journal JSON (each client knows its result type)."""
-        raise ConfigurationError(f"{self._api.name}: this client keeps no journal")
-
-    async def _from_journal(self, key: str, subject: str | None) -> JobHandle[R] | None:
-        assert self._journal is not None
-        await self._journal.bind(base_url=self._http.base_url, fingerprint=self._fingerprint)
-        entry = await self._journal.get(key, api=self._api.name)
-        if entry is None:
-            return None
-        if entry.state == "scored" and entry.result is not None:
-            done: JobHandle[R] = JobHandle(entry.job_id, subject)
-            done._resolve(self._restore(entry.result))
-            return done
-        if entry.state == "pending" and entry.job_id is not None:
-            handle = self.resume(entry.job_id)
-            self._journal_outcome(key, handle)
-            return handle
-        if entry.state == "failed" and not entry.retryable and entry.job_id is not None:
-            failed: JobHandle[R] = JobHandle(entry.job_id, subject)
-            failed._fail(
-                JobFailed(
-                    entry.error_message or "the job failed",
-                    job_id=entry.job_id,
-                    domain=subject,
-                    failure_reason=entry.failure_reason,
-                )
-            )
-            return failed
-        return None  # a retryable failure: submit again
-
-    def _journal_outcome(self, key: str, handle: JobHandle[R]) -> None:
-        journal = self._journal
-        if journal is None:
-            return
-
-        async def write(finished: JobHandle[R]) -> None:
-            with anyio.CancelScope(shield=True):  # let the write finish, even on close
-                error = finished.exception()
-                if error is None:
-                    result = converter.unstructure(finished._result)
-                    await journal.record_done(key, finished.job_id, result, api=self._api.name)
-                elif isinstance(error, JobFailed):
-                    await journal.record_failed(key, finished.job_id, error, api=self._api.name)
-
-        def on_done(finished: JobHandle[R]) -> None:
-            if self._engine.running:
-                self._engine.start_soon(write, finished)
-
-        handle.add_done_callback(on_done)
-
-    async def _submit(
-        self,
-        request: Request,
-        state_of: Any,
-        *,
-        subject: str | None,
-        deadline: float | UseDefault | None,
-        journal_key: str | None = None,
-    ) -> JobHandle[R]:
-        """Send ``request``; ``state_of(status, body)`` reads the answer into a state.
-
-        With a journal and a ``journal_key``, a key already journaled is served from it
-        (its result, its failure, or its pending job resumed) instead of being sent again.
-        """
-        if self.closed:
-            raise ClientClosed()
-        policy = policy_for(self._policy, deadline)
-        if self._journal is not None and journal_key is not None:
-            known = await self._from_journal(journal_key, subject)
-            if known is not None:
-                return known
-        await self._engine.wait_running()
-        token = object()
-        await self._engine.acquire(token)
-        try:
-            reply = await self._http.request(
-                request.method,
-                request.path,
-                json=request.json,
-                headers=request.headers,
-                billed=request.billed,
-            )
-        finally:
-            self._engine.release(token)
-        state = state_of(reply.status, reply.body)
-        if isinstance(state, Done):
-            handle: JobHandle[R] = JobHandle(None, subject)
-            handle._resolve(state.result)
-            return handle
-        assert isinstance(state, Accepted)
-        existing = self._engine.find(self._api.name, state.job_id)
-        if existing is not None:  # an idempotent replay of a job we already watch
-            return existing
-        if self._journal is not None and journal_key is not None:
-            with anyio.CancelScope(shield=True):  # written before acted on
-                await self._journal.record_submitted(journal_key, state.job_id, api=self._api.name)
-        handle = self._handle(state.job_id, subject or state.subject, policy)
-        self._engine.record_submit(started=True)
-        self._engine.watch(handle)
-        if journal_key is not None:
-            self._journal_outcome(journal_key, handle)
-        return handle
-
-    async def _job_body(self, job_id: str) -> object:
-        """One ``GET`` of a job, for ``get_job`` (ids percent-encoded)."""
-        canonical = self._api.check_job_id(job_id)
-        reply = await self._http.request("GET", self._api.poll_request(canonical).path)
-        return reply.body
-
-    def resume(self, job_id: str, *, deadline: float | UseDefault | None = DEFAULT) -> JobHandle[R]:
-        """Watch a job submitted earlier; the same handle if it is watched already."""
-        if self.closed:
-            raise ClientClosed()
-        canonical = self._api.check_job_id(job_id)
-        existing = self._engine.find(self._api.name, canonical)
-        if existing is not None:
-            return existing
-        self._engine.ensure_running()
-        policy = policy_for(self._policy, deadline)
-        handle = self._handle(canonical, None, policy)
-        self._engine.watch(handle, first_poll_now=True)
-        return handle
+        if stats.next_poll_in is not None and math.isfinite(stats.next_poll_in):
+            text += f", next poll in {stats.next_poll_in:.1f}s"
+        if stats.paused_for:
+            text += f", paused for {stats.paused_for:.1f}s"
+        return text + ">"

@@ -1,152 +1,248 @@
-"""Awaitable job handles.
+"""Jobs and the handles callers hold on them.
 
-A handle is both the user's future and the scheduler's record of a pending job: one
-small ``__slots__`` object per job, ordered by its next due time so that it can sit
-in the scheduler's heap directly. The ``anyio.Event`` that wakes waiters is made only
-when someone waits, so a job nobody awaits yet costs no event.
+``Job`` is the engine's record of one job: one small ``__slots__`` object, ordered by
+its next due time so that it sits in the scheduler's heap directly. Its state, result
+and waiters live here; the ``anyio.Event`` that wakes waiters is made only when
+someone waits, so a job nobody awaits yet costs no event.
+
+``JobHandle[T]`` is what a caller holds: the job plus the caller's own deadline.
+Callers who share one job (concurrent identical submits) hold one handle each, so
+each keeps its own deadline while the job goes on for the others. The job is polled
+until the latest of its handles' deadlines.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
 
-from kepler_async._exceptions import PollingCancelled
-from kepler_async._kepler._models import Score
+from kepler_async._exceptions import DeadlineExceeded, JobNotDone, PollingCancelled
 
 if TYPE_CHECKING:
-    from kepler_async._policies import PollPolicy
+    from ._channel import Channel
+    from ._protocol import Request
 
-    from ._http import HttpBoundary
-    from ._protocol import JobApi, Request
-    from ._scheduler import Scheduler
+__all__ = ["Job", "JobHandle", "State"]
 
-__all__ = ["JobHandle", "ScoreJob"]
+logger = logging.getLogger("kepler_async")
 
 R = TypeVar("R")
+H = TypeVar("H", bound="JobHandle[Any]")
 State = Literal["pending", "done", "failed", "cancelled"]
 
 
-class JobHandle(Generic[R]):
-    """A job being watched: ``await handle`` gives its result or raises its failure."""
+class Job(Generic[R]):
+    """One job as the engine tracks it (see the module docstring)."""
 
     __slots__ = (
-        "_api",
-        "_attempt",
-        "_callbacks",
-        "_deadline",
-        "_due",
-        "_error",
-        "_event",
-        "_fetch",
-        "_http",
-        "_last_error",
-        "_pending_age",
-        "_policy",
-        "_result",
-        "_resumed",
-        "_scheduler",
-        "_state",
-        "_submitted_at",
+        "attempt",
+        "callbacks",
+        "channel",
+        "deadline",
+        "due",
+        "error",
+        "event",
+        "fetch",
         "job_id",
+        "key",
+        "last_error",
+        "pending_age",
+        "result",
+        "resumed",
+        "state",
         "subject",
+        "submitted_at",
     )
 
     def __init__(
-        self,
-        job_id: str | None,
-        subject: str | None,
-        *,
-        api: JobApi[R] | None = None,
-        policy: PollPolicy | None = None,
-        scheduler: Scheduler | None = None,
-        http: HttpBoundary | None = None,
+        self, job_id: str | None, subject: str | None, channel: Channel[R] | None = None
     ) -> None:
-        #: The API's id for the job; None when the answer came inline (a cached score).
+        #: The API's id for the job; None when the answer came inline (a cached result).
         self.job_id = job_id
         #: What the job is about (the domain, for Kepler); None until the API says.
         self.subject = subject
-        self._api = api
-        self._http = http  # the API this job belongs to (one engine serves several)
-        self._policy = policy
-        self._scheduler = scheduler
-        self._state: State = "pending"
-        self._result: R | None = None
-        self._error: BaseException | None = None
-        self._event: anyio.Event | None = None
-        self._callbacks: list[Callable[[JobHandle[R]], object]] | None = None
+        self.channel = channel
+        self.key: object = None  # the submission key it answers, if submitted here
+        self.state: State = "pending"
+        self.result: R | None = None
+        self.error: BaseException | None = None
+        self.event: anyio.Event | None = None
+        self.callbacks: list[Callable[[], object]] | None = None
         # Scheduling state, owned by the scheduler.
-        self._attempt = 0
-        self._due = math.inf
-        self._deadline = math.inf
-        self._submitted_at = 0.0
-        self._fetch: Request | None = None
-        self._last_error: BaseException | None = None
-        self._pending_age = 0.0  # age at the last poll that found the job pending
-        self._resumed = False  # resumed jobs have an unknown start: not for learning
+        self.attempt = 0
+        self.due = math.inf
+        self.deadline = math.inf
+        self.submitted_at = 0.0
+        self.fetch: Request | None = None
+        self.last_error: BaseException | None = None
+        self.pending_age = 0.0  # age at the last poll that found the job pending
+        self.resumed = False  # resumed jobs have an unknown start: not for learning
 
-    # --- the scheduler's heap orders handles by due time --------------------------------
+    @classmethod
+    def finished(
+        cls,
+        job_id: str | None,
+        subject: str | None,
+        *,
+        result: R | None = None,
+        error: BaseException | None = None,
+    ) -> Job[R]:
+        """A job that is over already (an inline answer, or one the journal knew)."""
+        job: Job[R] = cls(job_id, subject)
+        if error is None:
+            job.finish("done", result, None)
+        else:
+            job.finish("failed", None, error)
+        return job
 
-    def __lt__(self, other: JobHandle[Any]) -> bool:
-        return self._due < other._due
+    def __lt__(self, other: Job[Any]) -> bool:  # breaks exact ties in the heap
+        return self.due < other.due
 
-    # --- state --------------------------------------------------------------------------
+    def done(self) -> bool:
+        return self.state != "pending"
+
+    def finish(self, state: State, result: R | None, error: BaseException | None) -> None:
+        """End the job once; wake every waiter and run every done-callback."""
+        if self.state != "pending":
+            return
+        self.state = state
+        self.result = result
+        self.error = error
+        self.fetch = None
+        self.last_error = None
+        if self.event is not None:
+            self.event.set()
+        callbacks, self.callbacks = self.callbacks, None
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:  # user code: log it, and let every other job go on
+                logger.exception("a done-callback of job %s raised", self.job_id)
+
+    def on_done(self, callback: Callable[[], object]) -> None:
+        if self.done():
+            callback()
+        else:
+            if self.callbacks is None:
+                self.callbacks = []
+            self.callbacks.append(callback)
+
+    async def wait(self) -> None:
+        if self.state == "pending":
+            if self.event is None:
+                self.event = anyio.Event()
+            await self.event.wait()
+
+    def outcome(self) -> R:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]  # done and no error: a result
+
+
+class JobHandle(Generic[R]):
+    """A job being watched: ``await handle`` gives its result or raises its failure.
+
+    The same class serves every API (``ScoreJob`` only adds ``domain``). Awaiting is
+    bounded by the deadline of the call that made the handle; ``result_nowait()``
+    reads a finished job without waiting.
+    """
+
+    __slots__ = ("_deadline", "_job")
+
+    def __init__(self, job: Job[R], deadline: float = math.inf) -> None:
+        self._job = job
+        self._deadline = deadline
+
+    def __eq__(self, other: object) -> bool:
+        """Handles are equal when they watch the same job (whatever their deadlines)."""
+        if isinstance(other, JobHandle):
+            return self._job is other._job
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return id(self._job)
+
+    # --- what it is -----------------------------------------------------------------
+
+    @property
+    def job_id(self) -> str | None:
+        """The API's id for the job; None when the answer came inline (cached)."""
+        return self._job.job_id
+
+    @property
+    def subject(self) -> str | None:
+        """What the job is about, in the API's terms (None until known)."""
+        return self._job.subject
 
     @property
     def status(self) -> State:
         """``pending``, ``done``, ``failed`` or ``cancelled`` (local polling stopped)."""
-        return self._state
+        return self._job.state
 
     def done(self) -> bool:
-        """True once the handle has a result or an error."""
-        return self._state != "pending"
+        """True once the job has a result or an error."""
+        return self._job.state != "pending"
 
     def exception(self) -> BaseException | None:
-        """The failure of a finished handle (None if it succeeded or is pending)."""
-        return self._error
+        """The failure of a finished job (None if it succeeded or is still pending)."""
+        return self._job.error
 
-    def add_done_callback(self, callback: Callable[[JobHandle[R]], object]) -> None:
-        """Call ``callback(handle)`` when the handle finishes (at once if it has)."""
-        if self.done():
-            callback(self)
-            return
-        if self._callbacks is None:
-            self._callbacks = []
-        self._callbacks.append(callback)
+    def result_nowait(self) -> R:
+        """The result of a finished job, or its failure raised; ``JobNotDone`` if the
+        job is still pending (this never waits)."""
+        if not self.done():
+            raise JobNotDone(f"job {self.job_id} is still pending", job_id=self.job_id)
+        return self._job.outcome()
+
+    def add_done_callback(self: H, callback: Callable[[H], object]) -> None:
+        """Call ``callback(handle)`` when the job finishes (at once if it has).
+
+        A callback that raises is logged with the job id; other jobs are unaffected.
+        """
+        self._job.on_done(lambda: callback(self))
 
     def cancel(self) -> bool:
-        """Stop polling this job here. The job runs on server-side; ``resume`` re-attaches.
+        """Stop polling this job here; it goes on server-side and ``resume`` re-attaches.
 
-        Waiters get ``PollingCancelled``. Returns False if the handle was already done.
+        Every handle on the job gets ``PollingCancelled``. False if it was done already.
         """
-        if self.done():
+        job = self._job
+        if job.done():
             return False
         error = PollingCancelled(
-            "local polling was cancelled; the job goes on server-side", job_id=self.job_id
+            "local polling was cancelled; the job goes on server-side", job_id=job.job_id
         )
-        self._finish("cancelled", None, error)
-        if self._scheduler is not None:
-            self._scheduler.forget(self)
+        if job.channel is not None:
+            job.channel.forget(job)
+        job.finish("cancelled", None, error)
         return True
 
-    # --- waiting ------------------------------------------------------------------------
-
-    def _outcome(self) -> R:
-        if self._error is not None:
-            raise self._error
-        return self._result  # type: ignore[return-value]  # done and no error: a result
+    # --- waiting --------------------------------------------------------------------
 
     async def _wait(self) -> R:
-        if not self.done():
-            if self._scheduler is not None:
-                self._scheduler.ensure_running()
-            if self._event is None:
-                self._event = anyio.Event()
-            await self._event.wait()
-        return self._outcome()
+        job = self._job
+        if not job.done():
+            if job.channel is not None:
+                job.channel.engine.ensure_running()
+            if self._deadline < job.deadline:
+                # Another caller waits longer on the same job: this wait ends at its
+                # own deadline and the job goes on for the other.
+                with anyio.move_on_after(max(0.0, self._deadline - anyio.current_time())):
+                    await job.wait()
+                if not job.done():
+                    raise DeadlineExceeded(
+                        f"job {job.job_id} ({job.subject}) was still pending at this "
+                        "call's deadline; it goes on server-side and for other callers",
+                        job_id=job.job_id,
+                        subject=job.subject,
+                    )
+            else:
+                await job.wait()
+        return job.outcome()
 
     def __await__(self) -> Generator[Any, None, R]:
         return self._wait().__await__()
@@ -162,51 +258,19 @@ class JobHandle(Generic[R]):
             return await self
         raise TimeoutError(f"job {self.job_id} did not finish within {timeout:g}s")
 
-    # --- resolution (the scheduler calls these) ---------------------------------------------
-
-    def _finish(self, state: State, result: R | None, error: BaseException | None) -> None:
-        if self.done():
-            return
-        self._state = state
-        self._result = result
-        self._error = error
-        self._fetch = None
-        self._last_error = None
-        if self._event is not None:
-            self._event.set()
-        callbacks, self._callbacks = self._callbacks, None
-        for callback in callbacks or ():
-            callback(self)
-
-    def _resolve(self, result: R) -> None:
-        self._finish("done", result, None)
-
-    def _fail(self, error: BaseException) -> None:
-        self._finish("failed", None, error)
-
-    # --- display ------------------------------------------------------------------------
-
-    def _describe(self) -> str:
-        parts = [self.job_id or "inline", self.subject or "?", self._state]
-        if self._state == "pending" and self._scheduler is not None:
-            parts.append(f"{self._attempt} polls")
-            due_in = self._due - self._scheduler.now()
-            if math.isfinite(due_in) and math.isfinite(self._scheduler.now()):
-                parts.append(f"next poll in {max(0.0, due_in):.1f}s")
-        elif self._error is not None:
-            parts.append(type(self._error).__name__)
-        return " ".join(parts[:3]) + (", " + ", ".join(parts[3:]) if parts[3:] else "")
+    # --- display --------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._describe()}>"
-
-
-class ScoreJob(JobHandle[Score]):
-    """A Kepler score on its way: ``await job`` gives the ``Score``."""
-
-    __slots__ = ()
-
-    @property
-    def domain(self) -> str | None:
-        """The domain being scored."""
-        return self.subject
+        job = self._job
+        text = f"<{type(self).__name__} {job.job_id or 'inline'} {job.subject or '?'} {job.state}"
+        if job.state == "pending":
+            text += f", {job.attempt} polls"
+            try:
+                due_in = job.due - anyio.current_time()
+            except RuntimeError:  # no event loop here
+                due_in = math.nan
+            if math.isfinite(due_in):
+                text += f", next poll in {max(0.0, due_in):.1f}s"
+        elif job.error is not None:
+            text += f", {type(job.error).__name__}"
+        return text + ">"

@@ -1,13 +1,17 @@
 """A durable record of submitted jobs, so a batch that crashes never pays twice.
 
-``SQLiteJobStore`` keeps, per domain: the job id as soon as a 202 names it (before the
-client acts on it), and the job's end (the score, or the failure). A client given a
-journal serves scored domains from it, resumes pending jobs instead of POSTing again,
-and submits only domains it never submitted (or whose job failed in a retryable way).
+A journal keeps one row per (API, key): the key is what the client journals a
+submission under (Kepler: the domain; the other APIs: the caller's ``journal_key``).
+It records the job id as soon as an answer names it (before the client acts on it),
+a submit whose answer was lost (``uncertain``), and the job's end (its result as
+JSON data, or its failure). A client given a journal serves finished keys from it,
+resumes pending jobs instead of submitting again, and submits only keys it never
+submitted (or whose job failed in a retryable way).
 
-The file is SQLite in WAL mode; every write commits before it returns, off the event
-loop, in one worker thread at a time. A journal remembers the base URL and a
-fingerprint of the API key it was made with (never the key) and refuses any other.
+``SQLiteJobStore`` is the one store today: SQLite in WAL mode; every write commits
+before it returns, off the event loop, in one worker thread at a time. A journal
+remembers the base URL and a fingerprint of the API key it was made with (never the
+key) and refuses any other. Schema 1 files (Kepler only) are upgraded in place.
 """
 
 from __future__ import annotations
@@ -18,40 +22,53 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 import anyio.to_thread
 import attrs
 
 from kepler_async._exceptions import ConfigurationError, JobFailed, KeplerError
-from kepler_async._kepler._models import Score
-from kepler_async._serde import converter, decode
 
-__all__ = ["JournalEntry", "JournalError", "SQLiteJobStore", "key_fingerprint"]
+__all__ = ["JobStore", "JournalEntry", "JournalError", "SQLiteJobStore", "key_fingerprint"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
-    api TEXT NOT NULL DEFAULT 'kepler',
-    domain TEXT NOT NULL,
+    api TEXT NOT NULL,
+    key TEXT NOT NULL,
+    subject TEXT,
     job_id TEXT,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'scored', 'failed', 'uncertain')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed', 'uncertain')),
     submitted_at REAL,
     finished_at REAL,
-    score TEXT,
+    result TEXT,
     error_class TEXT,
     error_message TEXT,
     failure_reason TEXT,
     retryable INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (api, domain)
+    PRIMARY KEY (api, key)
 );
 """
 
+#: Schema 1 kept Kepler's words: ``domain`` for the key, ``score``, state ``scored``.
+_FROM_SCHEMA_1 = """
+ALTER TABLE jobs RENAME TO jobs_v1;
+{schema}
+INSERT INTO jobs (api, key, subject, job_id, state, submitted_at, finished_at, result,
+                  error_class, error_message, failure_reason, retryable)
+    SELECT api, domain, CASE WHEN api = 'kepler' THEN domain END, job_id,
+           CASE WHEN state = 'scored' THEN 'done' ELSE state END, submitted_at,
+           finished_at, score, error_class, error_message, failure_reason, retryable
+    FROM jobs_v1;
+DROP TABLE jobs_v1;
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+"""
+
 #: ``uncertain``: a submit may have reached the API but its answer was lost.
-State = Literal["pending", "scored", "failed", "uncertain"]
+State = Literal["pending", "done", "failed", "uncertain"]
 
 
 class JournalError(ConfigurationError):
@@ -65,29 +82,48 @@ def key_fingerprint(api_key: str) -> str:
 
 @attrs.frozen(kw_only=True)
 class JournalEntry:
-    """What the journal knows about one job's subject.
+    """What the journal knows about one key of one API."""
 
-    ``domain`` is the subject's key: the domain for Kepler, the caller's
-    ``journal_key`` for the other APIs (``api`` names which).
-    """
-
-    domain: str
+    api: str
+    key: str
     state: State
+    subject: str | None = None
     job_id: str | None = None
     submitted_at: float | None = None
     finished_at: float | None = None
-    score: Score | None = None
+    #: The job's result as JSON data (the client decodes it into its result type).
+    result: object = None
     error_class: str | None = None
     error_message: str | None = None
     failure_reason: str | None = None
     retryable: bool = False
-    api: str = "kepler"
-    #: The stored result as JSON data (decoded into ``score`` for Kepler).
-    result: object = None
+
+
+class JobStore(Protocol):
+    """What a client needs of a journal (``SQLiteJobStore`` is the one built in)."""
+
+    async def bind(self, *, base_url: str, fingerprint: str) -> None: ...
+
+    async def get(self, api: str, key: str) -> JournalEntry | None: ...
+
+    async def record_submitted(
+        self, api: str, key: str, job_id: str, *, subject: str | None = None
+    ) -> None: ...
+
+    async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None: ...
+
+    async def record_done(self, api: str, key: str, job_id: str | None, result: object) -> None: ...
+
+    async def record_failed(
+        self, api: str, key: str, job_id: str | None, error: KeplerError
+    ) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class SQLiteJobStore:
-    """A journal of jobs in one SQLite file. Use with ``AsyncKepler(journal=...)``."""
+    """A journal of jobs in one SQLite file: ``AsyncKepler(journal=SQLiteJobStore(path))``
+    (every client takes ``journal=``)."""
 
     def __init__(self, path: str | Path, *, threaded: bool = True) -> None:
         """``threaded=False`` runs statements on the event loop's thread: for tests on a
@@ -139,26 +175,33 @@ class SQLiteJobStore:
             conn = self._open()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-                if not rows:
-                    conn.executemany(
-                        "INSERT INTO meta (key, value) VALUES (?, ?)",
-                        [
-                            ("schema_version", str(SCHEMA_VERSION)),
-                            ("base_url", base_url),
-                            ("key_fingerprint", fingerprint),
-                            ("created_at", str(time.time())),
-                        ],
+                try:
+                    rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                    if rows:  # refuse another API, key or a newer schema before any write
+                        self._check(rows, base_url, fingerprint)
+                    else:
+                        conn.executemany(
+                            "INSERT INTO meta (key, value) VALUES (?, ?)",
+                            [
+                                ("schema_version", str(SCHEMA_VERSION)),
+                                ("base_url", base_url),
+                                ("key_fingerprint", fingerprint),
+                                ("created_at", str(time.time())),
+                            ],
+                        )
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+                if rows.get("schema_version") == "1":
+                    conn.executescript(
+                        "BEGIN IMMEDIATE;\n" + _FROM_SCHEMA_1.format(schema=_SCHEMA) + "COMMIT;"
                     )
-                conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise JournalError(
                     f"{self._path} is not a usable journal ({exc}); it was left untouched"
                 ) from None
-        if rows:
-            self._check(rows, base_url, fingerprint)
 
     def _check(self, meta: dict[str, str], base_url: str, fingerprint: str) -> None:
         try:
@@ -202,93 +245,90 @@ class SQLiteJobStore:
     # --- reading ------------------------------------------------------------------------
 
     _COLUMNS = (
-        "domain, job_id, state, submitted_at, finished_at, score, error_class, "
-        "error_message, failure_reason, retryable, api"
+        "api, key, subject, job_id, state, submitted_at, finished_at, result, error_class, "
+        "error_message, failure_reason, retryable"
     )
 
     def _entry(self, row: tuple[Any, ...]) -> JournalEntry:
-        score = None
-        result = json.loads(row[5]) if row[5] else None
-        if result is not None and row[10] == "kepler":
-            score = decode(Score, result, what=f"journal score of {row[0]}")
         return JournalEntry(
-            domain=row[0],
-            job_id=row[1],
-            state=row[2],
-            submitted_at=row[3],
-            finished_at=row[4],
-            score=score,
-            error_class=row[6],
-            error_message=row[7],
-            failure_reason=row[8],
-            retryable=bool(row[9]),
-            api=row[10],
-            result=result,
+            api=row[0],
+            key=row[1],
+            subject=row[2],
+            job_id=row[3],
+            state=row[4],
+            submitted_at=row[5],
+            finished_at=row[6],
+            result=json.loads(row[7]) if row[7] else None,
+            error_class=row[8],
+            error_message=row[9],
+            failure_reason=row[10],
+            retryable=bool(row[11]),
         )
 
-    async def get(self, domain: str, *, api: str = "kepler") -> JournalEntry | None:
+    async def get(self, api: str, key: str) -> JournalEntry | None:
+        """The entry for ``key`` of ``api``, if the journal has one."""
         rows = await self._call(
-            f"SELECT {self._COLUMNS} FROM jobs WHERE api = ? AND domain = ?", (api, domain)
+            f"SELECT {self._COLUMNS} FROM jobs WHERE api = ? AND key = ?", (api, key)
         )
         return self._entry(rows[0]) if rows else None
 
     async def entries(self) -> list[JournalEntry]:
-        rows = await self._call(f"SELECT {self._COLUMNS} FROM jobs ORDER BY api, domain")
+        """Every entry, ordered by API and key."""
+        rows = await self._call(f"SELECT {self._COLUMNS} FROM jobs ORDER BY api, key")
         return [self._entry(row) for row in rows]
 
     # --- writing ------------------------------------------------------------------------
 
-    async def record_submitted(self, domain: str, job_id: str, *, api: str = "kepler") -> None:
-        """A 202 named ``job_id`` for ``domain``: written before the client acts on it."""
-        await self._call(
-            "INSERT INTO jobs (api, domain, job_id, state, submitted_at) "
-            "VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (api, domain) DO UPDATE SET "
-            "job_id = excluded.job_id, state = 'pending', "
-            "submitted_at = excluded.submitted_at, finished_at = NULL, score = NULL, "
-            "error_class = NULL, error_message = NULL, failure_reason = NULL, retryable = 0",
-            (api, domain, job_id, time.time()),
-        )
-
-    async def record_uncertain(self, domain: str, *, api: str = "kepler") -> None:
-        """A submit for ``domain`` may have started a job whose id never arrived."""
-        await self._call(
-            "INSERT INTO jobs (api, domain, state, submitted_at) VALUES (?, ?, 'uncertain', ?) "
-            "ON CONFLICT (api, domain) DO UPDATE SET state = 'uncertain', "
-            "submitted_at = excluded.submitted_at WHERE jobs.state != 'scored'",
-            (api, domain, time.time()),
-        )
-
-    async def record_scored(self, domain: str, job_id: str | None, score: Score) -> None:
-        """A Kepler score for ``domain``."""
-        await self.record_done(domain, job_id, converter.unstructure(score))
-
-    async def record_done(
-        self, domain: str, job_id: str | None, result: object, *, api: str = "kepler"
+    async def record_submitted(
+        self, api: str, key: str, job_id: str, *, subject: str | None = None
     ) -> None:
-        """A job's result (JSON data) for ``domain``."""
+        """An answer named ``job_id`` for ``key``: written before the client acts on it."""
         await self._call(
-            "INSERT INTO jobs (api, domain, job_id, state, finished_at, score) "
-            "VALUES (?, ?, ?, 'scored', ?, ?) ON CONFLICT (api, domain) DO UPDATE SET "
-            "job_id = COALESCE(excluded.job_id, jobs.job_id), state = 'scored', "
-            "finished_at = excluded.finished_at, score = excluded.score",
-            (api, domain, job_id, time.time(), json.dumps(result)),
+            "INSERT INTO jobs (api, key, subject, job_id, state, submitted_at) "
+            "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT (api, key) DO UPDATE SET "
+            "subject = COALESCE(excluded.subject, jobs.subject), job_id = excluded.job_id, "
+            "state = 'pending', submitted_at = excluded.submitted_at, finished_at = NULL, "
+            "result = NULL, error_class = NULL, error_message = NULL, "
+            "failure_reason = NULL, retryable = 0",
+            (api, key, subject, job_id, time.time()),
+        )
+
+    async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None:
+        """A submit for ``key`` may have started a job whose id never arrived."""
+        await self._call(
+            "INSERT INTO jobs (api, key, subject, state, submitted_at) "
+            "VALUES (?, ?, ?, 'uncertain', ?) ON CONFLICT (api, key) DO UPDATE SET "
+            "state = 'uncertain', submitted_at = excluded.submitted_at "
+            "WHERE jobs.state != 'done'",
+            (api, key, subject, time.time()),
+        )
+
+    async def record_done(self, api: str, key: str, job_id: str | None, result: object) -> None:
+        """A job's result (JSON data) for ``key``."""
+        await self._call(
+            "INSERT INTO jobs (api, key, job_id, state, finished_at, result) "
+            "VALUES (?, ?, ?, 'done', ?, ?) ON CONFLICT (api, key) DO UPDATE SET "
+            "job_id = COALESCE(excluded.job_id, jobs.job_id), state = 'done', "
+            "finished_at = excluded.finished_at, result = excluded.result",
+            (api, key, job_id, time.time(), json.dumps(result)),
         )
 
     async def record_failed(
-        self, domain: str, job_id: str | None, error: KeplerError, *, api: str = "kepler"
+        self, api: str, key: str, job_id: str | None, error: KeplerError
     ) -> None:
+        """A job's failure for ``key`` (class, message, reason, whether retryable)."""
         reason = error.failure_reason if isinstance(error, JobFailed) else None
         retryable = bool(getattr(error, "retryable", False))
         await self._call(
-            "INSERT INTO jobs (api, domain, job_id, state, finished_at, error_class, "
+            "INSERT INTO jobs (api, key, job_id, state, finished_at, error_class, "
             "error_message, failure_reason, retryable) VALUES (?, ?, ?, 'failed', ?, ?, ?, ?, ?) "
-            "ON CONFLICT (api, domain) DO UPDATE SET job_id = COALESCE(excluded.job_id, "
+            "ON CONFLICT (api, key) DO UPDATE SET job_id = COALESCE(excluded.job_id, "
             "jobs.job_id), state = 'failed', finished_at = excluded.finished_at, "
             "error_class = excluded.error_class, error_message = excluded.error_message, "
             "failure_reason = excluded.failure_reason, retryable = excluded.retryable",
             (
                 api,
-                domain,
+                key,
                 job_id,
                 time.time(),
                 type(error).__name__,

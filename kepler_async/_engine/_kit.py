@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from kepler_async import _exceptions as exc
 from kepler_async._policies import parse_retry_after
+from kepler_async._serde import converter, decode
 
-from ._protocol import Accepted, Done
+from ._protocol import Accepted, Done, Request, ThrottleScope
 
 __all__ = [
-    "InlineResults",
+    "DialectDefaults",
+    "body_key",
     "camel_to_snake",
     "check_opaque_id",
     "check_uuid_id",
@@ -134,15 +137,24 @@ def make_error_mapper(
     return mapper
 
 
-class InlineResults:
-    """Defaults for a dialect whose poll answer carries the result itself.
+def body_key(request: Request) -> Hashable:
+    """A submission identified by what it sends: method, path and canonical JSON body."""
+    body = json.dumps(request.json, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{request.method} {request.path} {body}"
+
+
+class DialectDefaults:
+    """Defaults for a dialect: results inline in the poll answer, submissions identified
+    by their body, a 429 that pauses every request, results kept as plain JSON data.
 
     ``name`` is the vendor; ``id_field`` names the job id in the submit answer;
-    ``check_job_id`` is the dialect's own.
+    ``result_type`` is the result class; ``failed_class`` the job failure class.
     """
 
     name: str
     id_field: str
+    result_type: type[Any]
+    failed_class: type[exc.JobFailed] = exc.JobFailed
 
     if TYPE_CHECKING:  # every dialect defines its own
 
@@ -165,4 +177,26 @@ class InlineResults:
             return Accepted(job_id=self.check_job_id(body[self.id_field]))
         raise exc.ProtocolError(
             f"{self.name}: the submit answer ({status}) names no {self.id_field}"
+        )
+
+    def submission_key(self, request: Request) -> Hashable:
+        return body_key(request)
+
+    def throttle_scope(self, error: exc.RateLimited) -> ThrottleScope:
+        return "requests"
+
+    def dump_result(self, result: Any) -> object:
+        return converter.unstructure(result)
+
+    def load_result(self, data: object) -> Any:
+        return decode(self.result_type, data, what=f"{self.name} journal result")
+
+    def failure(
+        self, job_id: str, subject: str | None, failure_reason: str | None, message: str | None
+    ) -> exc.JobFailed:
+        return self.failed_class(
+            message or "the job failed",
+            job_id=job_id,
+            subject=subject,
+            failure_reason=failure_reason,
         )

@@ -7,13 +7,13 @@ scheduler can drive jobs of several APIs at once. Every class here is vendor-neu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import attrs
 
-from kepler_async._exceptions import KeplerError
+from kepler_async._exceptions import JobFailed, KeplerError, RateLimited
 from kepler_async._policies import PollPolicy
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "PollState",
     "Request",
     "SubmitState",
+    "ThrottleScope",
 ]
 
 R = TypeVar("R")
@@ -88,6 +89,8 @@ class Accepted:
 
 PollState = Pending | Fetch | Done[Any] | Failed
 SubmitState = Accepted | Done[Any]
+#: What a 429 stops: new submits only (a quota of paid work), or every request.
+ThrottleScope = Literal["submits", "requests"]
 
 
 class JobApi(Protocol[R]):
@@ -129,4 +132,37 @@ class JobApi(Protocol[R]):
         The engine then retries transient errors, pauses on 429, fails every job on
         ``AuthenticationError`` and fails this job on anything else.
         """
+        ...
+
+    # --- submitting -------------------------------------------------------------------
+
+    def classify_submit(self, status: int, body: object) -> SubmitState:
+        """Turn a 2xx answer to a submit into a job to poll, or the result itself."""
+        ...
+
+    def submission_key(self, request: Request) -> Hashable:
+        """What identifies a submission: concurrent submits with equal keys share one
+        request and one job (Kepler: the domain and ``force_fresh``; deepidv: the
+        idempotency key; elsewhere the request body)."""
+        ...
+
+    def throttle_scope(self, error: RateLimited) -> ThrottleScope:
+        """What a 429 stops: ``"submits"`` (a quota of paid work; polls of accepted
+        jobs go on) or ``"requests"`` (a request rate: every request waits)."""
+        ...
+
+    # --- the journal ------------------------------------------------------------------
+
+    def dump_result(self, result: R) -> object:
+        """A result as JSON data, to keep in a journal."""
+        ...
+
+    def load_result(self, data: object) -> R:
+        """A result from its journal JSON data (``ProtocolError`` if it does not fit)."""
+        ...
+
+    def failure(
+        self, job_id: str, subject: str | None, failure_reason: str | None, message: str | None
+    ) -> JobFailed:
+        """The error of a job the journal says failed (the class the poll gave then)."""
         ...

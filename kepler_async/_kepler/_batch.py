@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Literal
 
 import anyio
@@ -29,12 +29,10 @@ from ._domains import normalize_domain
 from ._models import Score
 
 if TYPE_CHECKING:
-    from kepler_async._engine._handle import JobHandle
-    from kepler_async._policies import PollPolicy
-
     from ._client import AsyncKepler
+    from ._job import ScoreJob
 
-__all__ = ["ScoreOutcome", "score_many"]
+__all__ = ["ScoreBatch", "ScoreOutcome"]
 
 Status = Literal["scored", "failed", "not_attempted"]
 
@@ -76,11 +74,11 @@ class _Batch:
         *,
         max_outstanding: int,
         force_fresh: bool,
-        policy: PollPolicy,
+        deadline: float | None,
     ) -> None:
         self._client = client
         self._force_fresh = force_fresh
-        self._policy = policy
+        self._deadline = deadline
         self._slots = anyio.Semaphore(max_outstanding)
         self._send, self.receive = anyio.create_memory_object_stream[ScoreOutcome](math.inf)
         self._groups: dict[str, _Group] = {}
@@ -162,15 +160,15 @@ class _Batch:
         group = _Group(domain, [(index, shown)])
         self._groups[domain] = group
         self._open_groups += 1
-        self._client._scheduler.start_soon(self._submit, group)
+        self._client.engine.scheduler.start_soon(self._submit, group)
 
     async def _submit(self, group: _Group) -> None:
         base = ScoreOutcome(index=-1, input="", domain=group.domain, status="failed")
         waited = 0.0
         while True:
             try:
-                job = await self._client._submit_normalized(
-                    group.domain, self._force_fresh, self._policy, in_driver=True
+                job = await self._client._submit_domain(
+                    group.domain, self._force_fresh, self._deadline, inline=True
                 )
             except ColdBudgetExhausted as error:
                 self._stop(f"not submitted: the cold budget is exhausted ({error.message})")
@@ -194,11 +192,11 @@ class _Batch:
                 return
             break
 
-        def done(handle: JobHandle[Score]) -> None:
+        def done(handle: ScoreJob) -> None:
             error = handle.exception()
             if error is None:
                 template = attrs.evolve(
-                    base, status="scored", score=handle._result, job_id=handle.job_id
+                    base, status="scored", score=handle.result_nowait(), job_id=handle.job_id
                 )
             elif isinstance(error, KeplerError):
                 template = attrs.evolve(base, error=error, job_id=handle.job_id)
@@ -216,18 +214,58 @@ class _Batch:
             self._stop_reason = reason
 
 
-async def score_many(
+class ScoreBatch:
+    """What ``AsyncKepler.score_many`` returns: an async iterator of ``ScoreOutcome``,
+    one per input as each finishes, and an async context manager (``aclose()`` stops
+    it, as ``contextlib.aclosing`` expects)."""
+
+    def __init__(
+        self,
+        client: AsyncKepler,
+        domains: Iterable[str] | AsyncIterable[str],
+        *,
+        max_outstanding: int,
+        force_fresh: bool,
+        deadline: float | None,
+    ) -> None:
+        self._outcomes = _outcomes(
+            client,
+            domains,
+            max_outstanding=max_outstanding,
+            force_fresh=force_fresh,
+            deadline=deadline,
+        )
+
+    def __aiter__(self) -> ScoreBatch:
+        return self
+
+    async def __anext__(self) -> ScoreOutcome:
+        return await self._outcomes.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop: nothing more is submitted; jobs already submitted go on."""
+        await self._outcomes.aclose()
+
+    async def __aenter__(self) -> ScoreBatch:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def _outcomes(
     client: AsyncKepler,
     domains: Iterable[str] | AsyncIterable[str],
     *,
     max_outstanding: int,
     force_fresh: bool,
-    policy: PollPolicy,
-) -> AsyncIterator[ScoreOutcome]:
-    """The body of ``AsyncKepler.score_many`` (see there)."""
-    await client._scheduler.wait_running()
-    batch = _Batch(client, max_outstanding=max_outstanding, force_fresh=force_fresh, policy=policy)
-    client._scheduler.start_soon(batch.feed, domains)
+    deadline: float | None,
+) -> AsyncGenerator[ScoreOutcome, None]:
+    await client.engine.started()
+    batch = _Batch(
+        client, max_outstanding=max_outstanding, force_fresh=force_fresh, deadline=deadline
+    )
+    client.engine.scheduler.start_soon(batch.feed, domains)
     try:
         async with batch.receive:
             async for outcome in batch.receive:

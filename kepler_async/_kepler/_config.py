@@ -7,10 +7,25 @@ import re
 
 import httpx
 
-from kepler_async._constants import API_KEY_ENV, API_KEY_PREFIXES, DEFAULT_BASE_URL
 from kepler_async._exceptions import ConfigurationError
 
-__all__ = ["BASE_URL_ENV", "resolve_api_key", "resolve_base_url"]
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "HISTORY_DEFAULT_LIMIT",
+    "HISTORY_MAX_LIMIT",
+    "resolve_api_key",
+    "resolve_base_url",
+]
+
+DEFAULT_BASE_URL = "https://api.keplerinsights.us"
+API_KEY_ENV = "KEPLER_API_KEY"
+API_KEY_PREFIXES = ("ki_live_", "ki_test_")
+
+#: History page size the API uses when none is given, and its bounds.
+HISTORY_DEFAULT_LIMIT = 100
+HISTORY_MAX_LIMIT = 500
 
 BASE_URL_ENV = "KEPLER_BASE_URL"
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Hashable
 
 import attrs
 
@@ -15,8 +16,10 @@ from kepler_async._engine._protocol import (
     Pending,
     PollState,
     Request,
+    ThrottleScope,
 )
 from kepler_async._exceptions import (
+    ColdBudgetExhausted,
     InvalidJobId,
     JobFailed,
     KeplerError,
@@ -26,9 +29,10 @@ from kepler_async._exceptions import (
     PipelineFailed,
     PipelineTimedOut,
     ProtocolError,
+    RateLimited,
 )
 from kepler_async._policies import PollPolicy
-from kepler_async._serde import decode
+from kepler_async._serde import converter, decode
 
 from ._domains import validate_job_id
 from ._models import Job, JobAccepted, JobStatus, Score
@@ -67,7 +71,11 @@ def failure_for(job_id: str, domain: str | None, reason: str | None) -> JobFaile
     """The exception for a ``failed`` job; unknown reasons give the base ``JobFailed``."""
     cls = FAILURE_CLASSES.get(reason or "", JobFailed)
     text = _FAILURE_TEXT.get(reason or "", "the job failed for a reason this client does not know")
-    return cls(text, job_id=job_id, domain=domain, failure_reason=reason)
+    return cls(text, job_id=job_id, subject=domain, failure_reason=reason)
+
+
+#: The reasons of a 429 that limit cold runs (paid work), not requests.
+COLD_LIMITS = frozenset({"per_key_cold_1h", "account_cold_24h", "cold_budget_exhausted"})
 
 
 @attrs.frozen
@@ -77,6 +85,33 @@ class KeplerDialect:
     base_url: str
     name: str = "kepler"
     default_policy: PollPolicy = KEPLER_POLICY
+
+    # --- what a submission is, and what a 429 limits --------------------------------
+
+    def submission_key(self, request: Request) -> Hashable:
+        """The domain; a forced-fresh run is another submission than a plain one."""
+        body = request.json if isinstance(request.json, dict) else {}
+        domain = str(body.get("domain"))
+        return ("fresh", domain) if body.get("force_fresh") else domain
+
+    def throttle_scope(self, error: RateLimited) -> ThrottleScope:
+        """The cold-run limits stop new cold runs only; polls of accepted jobs go on."""
+        if isinstance(error, ColdBudgetExhausted) or error.reason in COLD_LIMITS:
+            return "submits"
+        return "requests"
+
+    # --- the journal ------------------------------------------------------------------
+
+    def dump_result(self, result: Score) -> object:
+        return converter.unstructure(result)
+
+    def load_result(self, data: object) -> Score:
+        return decode(Score, data, what="journal score")
+
+    def failure(
+        self, job_id: str, subject: str | None, failure_reason: str | None, message: str | None
+    ) -> JobFailed:
+        return failure_for(job_id, subject, failure_reason)
 
     # --- submit ---------------------------------------------------------------------
 

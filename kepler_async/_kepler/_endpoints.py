@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import TypeVar
 
-from kepler_async._constants import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT
 from kepler_async._engine._http import HttpBoundary
 from kepler_async._engine._kit import path_segment
 from kepler_async._exceptions import ClientClosed, InvalidInput
 from kepler_async._serde import decode
 
+from ._config import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT
 from ._domains import normalize_domain, validate_job_id
 from ._models import (
     Cohort,
@@ -34,7 +34,9 @@ T = TypeVar("T")
 class KeplerEndpoints:
     """The ``GET`` endpoints that answer at once (a base class of ``AsyncKepler``)."""
 
-    _http: HttpBoundary
+    @property
+    def _http(self) -> HttpBoundary:
+        raise NotImplementedError  # pragma: no cover - AsyncKepler gives its own
 
     def _check_open(self) -> None:
         if self._http.closed:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Hashable
 from datetime import date, datetime
 from typing import Any
 
 import attrs
 
-from kepler_async._engine._engine import JobClient
+from kepler_async._engine._client import ApiClient
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
-    InlineResults,
+    DialectDefaults,
+    body_key,
     camel_to_snake,
     check_opaque_id,
     epoch_to_datetime,
@@ -19,7 +21,7 @@ from kepler_async._engine._kit import (
 )
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
-from kepler_async._exceptions import InvalidInput, JobFailed, ProtocolError
+from kepler_async._exceptions import APIError, InvalidInput, JobFailed, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import OpenEnum as _OpenEnum
 from kepler_async._serde import decode
@@ -119,12 +121,18 @@ _map_error = make_error_mapper("deepidv", job_path=JOB_PATH, read=_read_error)
 
 
 @attrs.frozen
-class DeepidvDialect(InlineResults):
+class DeepidvDialect(DialectDefaults):
     """deepidv's job API for the engine. Pure."""
 
     name: str = "deepidv"
     id_field: str = "jobId"
     default_policy: PollPolicy = DEEPIDV_POLICY
+    result_type: type[AdverseMediaResult] = AdverseMediaResult
+    failed_class: type[JobFailed] = DeepidvJobFailed
+
+    def submission_key(self, request: Request) -> Hashable:
+        """A submission is its ``Idempotency-Key``: the API makes one job of it."""
+        return (request.headers or {}).get("Idempotency-Key") or body_key(request)
 
     def check_job_id(self, job_id: str) -> str:
         return check_opaque_id("deepidv", job_id)
@@ -153,7 +161,7 @@ class DeepidvDialect(InlineResults):
         if job.status == "failed":
             message = job.error or "the job failed and the API gave no reason"
             return Failed(
-                DeepidvJobFailed(message, job_id=job_id, domain=subject, failure_reason=job.error)
+                DeepidvJobFailed(message, job_id=job_id, subject=subject, failure_reason=job.error)
             )
         raise ProtocolError(f"deepidv: job {job_id} has an unknown status {job.status!r}")
 
@@ -164,18 +172,19 @@ def _check_name(field: str, value: object) -> str:
     return value.strip()
 
 
-class AsyncDeepidv(JobClient[AdverseMediaResult]):
+class AsyncDeepidv(ApiClient[AdverseMediaResult]):
     """A client for deepidv's asynchronous screenings, on the kepler_async engine."""
 
-    _vendor = "deepidv"
+    _api_name = "deepidv"
     _api_key_env = API_KEY_ENV
     _default_base_url = DEFAULT_BASE_URL
     _auth_header = "x-api-key"
-    _map_error = staticmethod(_map_error)
-    _dialect = DeepidvDialect()
 
-    def _restore(self, data: object) -> AdverseMediaResult:
-        return decode(AdverseMediaResult, data, what="deepidv journal result")
+    def _make_dialect(self, base_url: str) -> DeepidvDialect:
+        return DeepidvDialect()
+
+    def _error_mapper(self) -> Callable[..., APIError]:
+        return _map_error
 
     async def submit_adverse_media(
         self,
@@ -223,18 +232,36 @@ class AsyncDeepidv(JobClient[AdverseMediaResult]):
             headers={"Idempotency-Key": key},
             billed=False,  # idempotent: the same key cannot start a second job
         )
-        return await self._submit(
-            request,
-            self._dialect.classify_submit,
-            subject=None,
-            deadline=deadline,
-            journal_key=journal_key or idempotency_key,
+        handle: JobHandle[AdverseMediaResult] = await self._submit(
+            request, subject=None, deadline=deadline, journal_key=journal_key or idempotency_key
         )
+        return handle
 
-    async def screen_adverse_media(self, **kwargs: Any) -> AdverseMediaResult:
+    async def screen_adverse_media(
+        self,
+        *,
+        first_name: str,
+        last_name: str,
+        date_of_birth: str | date,
+        email: str | None = None,
+        country: str | None = None,
+        idempotency_key: str | None = None,
+        deadline: float | UseDefault | None = DEFAULT,
+        journal_key: str | None = None,
+    ) -> AdverseMediaResult:
         """``submit_adverse_media`` and wait for the result."""
-        return await (await self.submit_adverse_media(**kwargs))
+        handle = await self.submit_adverse_media(
+            first_name=first_name,
+            last_name=last_name,
+            date_of_birth=date_of_birth,
+            email=email,
+            country=country,
+            idempotency_key=idempotency_key,
+            deadline=deadline,
+            journal_key=journal_key,
+        )
+        return await handle
 
     async def get_job(self, job_id: str) -> DeepidvJob:
         """One look at a job."""
-        return self._dialect.decode_job(await self._job_body(job_id))
+        return DeepidvDialect().decode_job(await self._job_body(job_id))

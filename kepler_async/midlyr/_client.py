@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import attrs
 
-from kepler_async._engine._engine import JobClient
+from kepler_async._engine._client import ApiClient
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
-    InlineResults,
+    DialectDefaults,
     camel_to_snake,
     check_opaque_id,
     make_error_mapper,
 )
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
-from kepler_async._exceptions import InvalidInput, JobFailed, ProtocolError
+from kepler_async._exceptions import APIError, InvalidInput, JobFailed, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import decode
 
@@ -163,12 +164,21 @@ def _result(raw: object) -> MidLyrResult | None:
 
 
 @attrs.frozen
-class MidLyrDialect(InlineResults):
+class MidLyrDialect(DialectDefaults):
     """MidLyr's job API for the engine. Pure."""
 
     name: str = "midlyr"
     id_field: str = "id"
     default_policy: PollPolicy = MIDLYR_POLICY
+    failed_class: type[JobFailed] = MidLyrJobFailed
+
+    def load_result(self, data: object) -> MidLyrResult:
+        if isinstance(data, dict) and set(data) == {"type", "raw"}:
+            return decode(UnknownResult, data, what="midlyr journal result")
+        restored = _result(data)
+        if restored is None:
+            raise ProtocolError("midlyr: the journal holds no result")
+        return restored
 
     def check_job_id(self, job_id: str) -> str:
         return check_opaque_id("midlyr", job_id)
@@ -204,28 +214,25 @@ class MidLyrDialect(InlineResults):
             message = job.error_message or "the analysis failed and the API gave no reason"
             return Failed(
                 MidLyrJobFailed(
-                    message, job_id=job_id, domain=subject, failure_reason=job.error_code
+                    message, job_id=job_id, subject=subject, failure_reason=job.error_code
                 )
             )
         raise ProtocolError(f"midlyr: job {job_id} has an unknown status {job.status!r}")
 
 
-class AsyncMidLyr(JobClient[MidLyrResult]):
+class AsyncMidLyr(ApiClient[MidLyrResult]):
     """A client for MidLyr's screen analysis jobs, on the kepler_async engine."""
 
-    _vendor = "midlyr"
+    _api_name = "midlyr"
     _api_key_env = API_KEY_ENV
     _default_base_url = DEFAULT_BASE_URL
     _auth_header = "x-api-key"
-    _map_error = staticmethod(_map_error)
-    _dialect = MidLyrDialect()
 
-    def _restore(self, data: object) -> MidLyrResult:
-        if isinstance(data, dict) and set(data) == {"type", "raw"}:
-            return decode(UnknownResult, data, what="midlyr journal result")
-        restored = _result(data)
-        assert restored is not None
-        return restored
+    def _make_dialect(self, base_url: str) -> MidLyrDialect:
+        return MidLyrDialect()
+
+    def _error_mapper(self) -> Callable[..., APIError]:
+        return _map_error
 
     async def submit_screen(
         self,
@@ -250,17 +257,24 @@ class AsyncMidLyr(JobClient[MidLyrResult]):
             json={"content": {"type": "text", "text": text}, "scenario": scenario},
             billed=True,
         )
-        return await self._submit(
-            request,
-            self._dialect.classify_submit,
-            subject=None,
-            deadline=deadline,
-            journal_key=journal_key,
+        handle: JobHandle[MidLyrResult] = await self._submit(
+            request, subject=None, deadline=deadline, journal_key=journal_key
         )
+        return handle
 
-    async def screen(self, text: str, **kwargs: Any) -> MidLyrResult:
+    async def screen(
+        self,
+        text: str,
+        *,
+        scenario: str = "generic",
+        deadline: float | UseDefault | None = DEFAULT,
+        journal_key: str | None = None,
+    ) -> MidLyrResult:
         """``submit_screen`` and wait for the result."""
-        return await (await self.submit_screen(text, **kwargs))
+        handle = await self.submit_screen(
+            text, scenario=scenario, deadline=deadline, journal_key=journal_key
+        )
+        return await handle
 
     async def get_job(self, job_id: str) -> MidLyrJob:
-        return self._dialect.decode_job(await self._job_body(job_id))
+        return MidLyrDialect().decode_job(await self._job_body(job_id))

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 import attrs
 
 from kepler_async import _exceptions as exc
-from kepler_async._engine._engine import JobClient
+from kepler_async._engine._client import ApiClient
 from kepler_async._engine._handle import JobHandle
-from kepler_async._engine._kit import InlineResults, check_uuid_id, make_error_mapper
+from kepler_async._engine._kit import DialectDefaults, check_uuid_id, make_error_mapper
 from kepler_async._engine._kit import path_segment as _segment
-from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
-from kepler_async._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
+from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request, ThrottleScope
+from kepler_async._exceptions import APIError, InvalidInput, JobFailed, KeplerError, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import OpenEnum as _OpenEnum
 from kepler_async._serde import decode
@@ -143,12 +142,20 @@ _map_error = make_error_mapper("parsetx", job_path=JOB_PATH, read=_read_error, s
 
 
 @attrs.frozen
-class ParseTxDialect(InlineResults):
+class ParseTxDialect(DialectDefaults):
     """ParseTx's job API for the engine. Pure."""
 
     name: str = "parsetx"
     id_field: str = "job_id"
     default_policy: PollPolicy = PARSETX_POLICY
+    result_type: type[EnrichResult] = EnrichResult
+    failed_class: type[JobFailed] = ParseTxJobFailed
+
+    def throttle_scope(self, error: exc.RateLimited) -> ThrottleScope:
+        """The monthly quota and the daily token budget limit paid work only."""
+        if isinstance(error, (QuotaExceeded, TokenBudgetExceeded)):
+            return "submits"
+        return "requests"
 
     def check_job_id(self, job_id: str) -> str:
         return check_uuid_id(job_id, vendor="parsetx")
@@ -170,7 +177,7 @@ class ParseTxDialect(InlineResults):
                 ParseTxJobFailed(
                     "the enrichment job failed; ParseTx asks to contact support with its job_id",
                     job_id=job_id,
-                    domain=subject,
+                    subject=subject,
                     failure_reason=None,
                 )
             )
@@ -192,18 +199,19 @@ class ParseTxDialect(InlineResults):
         return error
 
 
-class AsyncParseTx(JobClient[EnrichResult]):
+class AsyncParseTx(ApiClient[EnrichResult]):
     """A client for ParseTx's asynchronous enrichment, on the kepler_async engine."""
 
-    _vendor = "parsetx"
+    _api_name = "parsetx"
     _api_key_env = API_KEY_ENV
     _default_base_url = DEFAULT_BASE_URL
     _auth_header = "X-API-Key"
-    _map_error = staticmethod(_map_error)
-    _dialect = ParseTxDialect()
 
-    def _restore(self, data: object) -> EnrichResult:
-        return decode(EnrichResult, data, what="parsetx journal result")
+    def _make_dialect(self, base_url: str) -> ParseTxDialect:
+        return ParseTxDialect()
+
+    def _error_mapper(self) -> Callable[..., APIError]:
+        return _map_error
 
     async def submit_enrich(
         self,
@@ -237,17 +245,21 @@ class AsyncParseTx(JobClient[EnrichResult]):
             json={"transactions": list(transactions)},
             billed=True,
         )
-        return await self._submit(
-            request,
-            self._dialect.classify_submit,
-            subject=None,
-            deadline=deadline,
-            journal_key=journal_key,
+        handle: JobHandle[EnrichResult] = await self._submit(
+            request, subject=None, deadline=deadline, journal_key=journal_key
         )
+        return handle
 
-    async def enrich(self, transactions: Sequence[str], **kwargs: Any) -> EnrichResult:
+    async def enrich(
+        self,
+        transactions: Sequence[str],
+        *,
+        deadline: float | UseDefault | None = DEFAULT,
+        journal_key: str | None = None,
+    ) -> EnrichResult:
         """``submit_enrich`` and wait for the result."""
-        return await (await self.submit_enrich(transactions, **kwargs))
+        handle = await self.submit_enrich(transactions, deadline=deadline, journal_key=journal_key)
+        return await handle
 
     async def get_job(self, job_id: str) -> EnrichJob:
-        return self._dialect.decode_job(await self._job_body(job_id))
+        return ParseTxDialect().decode_job(await self._job_body(job_id))

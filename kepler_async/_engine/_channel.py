@@ -1,0 +1,447 @@
+"""A channel: one client's place on an engine, and the one submit path of every API.
+
+A channel joins a dialect (what the API's requests and answers mean), an HTTP
+boundary (the key and base URL) and optionally a journal to a ``JobEngine``. Every
+client submits through ``Channel.submit``:
+
+- the billed request runs in the engine's task group, so a caller that is cancelled
+  never loses a job id (the job is watched, and journaled, all the same);
+- concurrent submits with the same ``submission_key`` share one request and one job,
+  and each caller's handle keeps that caller's own deadline;
+- with a journal, a key the journal knows is served from it (its result, its failure,
+  its pending job resumed with the caller's deadline) instead of being sent again; a
+  job id is written before the job is acted on, and a submit whose answer was lost,
+  or that was cut off by ``aclose()``, is written down as uncertain;
+- a 429 stops what the dialect says it limits (new submits, or every request of the
+  channel), and a 401 fails every job of the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import attrs
+
+from kepler_async._exceptions import (
+    AuthenticationError,
+    ClientClosed,
+    JobFailed,
+    KeplerError,
+    RateLimited,
+    SubmitUncertain,
+)
+from kepler_async._policies import PollPolicy
+
+from ._handle import Job, JobHandle
+from ._http import HttpBoundary
+from ._journal import JobStore, JournalEntry
+from ._protocol import Done, JobApi, Request
+
+if TYPE_CHECKING:
+    from ._engine import JobEngine
+
+__all__ = ["Channel", "Counters", "EngineStatistics"]
+
+logger = logging.getLogger("kepler_async")
+
+R = TypeVar("R")
+
+#: How long ``aclose()`` lets a journal write finish before giving up on it (seconds).
+JOURNAL_WRITE_BOUND = 5.0
+#: How long a 429 that names no ``Retry-After`` holds what it throttles (seconds).
+DEFAULT_THROTTLE_PAUSE = 5.0
+
+#: ``in_doubt(journal_key, subject, submitted_at)``: the result of a submit whose
+#: answer was lost, if the API can still tell it (None: submit again).
+InDoubt = Callable[[str, "str | None", float], Awaitable[Any]]
+
+
+class Counters:
+    """What one channel has done (the engine adds up its channels)."""
+
+    __slots__ = (
+        "jobs_failed",
+        "jobs_started",
+        "jobs_succeeded",
+        "polls_sent",
+        "polls_unchanged",
+        "results_fetched",
+        "submits_inline",
+        "throttle_pauses",
+        "transient_errors",
+    )
+
+    def __init__(self) -> None:
+        self.jobs_started = 0
+        self.submits_inline = 0
+        self.jobs_succeeded = 0
+        self.jobs_failed = 0
+        self.polls_sent = 0
+        self.polls_unchanged = 0
+        self.results_fetched = 0
+        self.transient_errors = 0
+        self.throttle_pauses = 0
+
+    def add(self, other: Counters) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@attrs.frozen(kw_only=True)
+class EngineStatistics:
+    """A snapshot of what a client (or a whole engine) has done."""
+
+    jobs_started: int
+    submits_inline: int
+    jobs_pending: int
+    jobs_succeeded: int
+    jobs_failed: int
+    polls_sent: int
+    polls_unchanged: int
+    results_fetched: int
+    transient_errors: int
+    throttle_pauses: int
+    in_flight: int
+    max_in_flight: int
+    paused_for: float
+    next_poll_in: float | None
+
+    @property
+    def polls_per_finished_job(self) -> float:
+        """Polls sent per job that has finished (succeeded or failed)."""
+        finished = self.jobs_succeeded + self.jobs_failed
+        return self.polls_sent / finished if finished else 0.0
+
+
+class _Flight:
+    """One submit in progress, shared by every caller with the same submission key."""
+
+    __slots__ = ("_done", "error", "job")
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self.job: Job[Any] | None = None
+        self.error: BaseException | None = None
+
+    def finish(self, job: Job[Any] | None, error: BaseException | None) -> None:
+        self.job, self.error = job, error
+        self._done.set()
+
+    async def wait(self) -> Job[Any]:
+        await self._done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.job is not None
+        return self.job
+
+
+class Channel(Generic[R]):
+    """One client's binding to an engine (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        engine: JobEngine,
+        dialect: JobApi[R],
+        http: HttpBoundary,
+        policy: PollPolicy,
+        handle_class: type[JobHandle[R]] = JobHandle,
+        journal: JobStore | None = None,
+        fingerprint: str = "",
+        in_doubt: InDoubt | None = None,
+    ) -> None:
+        self.engine = engine
+        self.dialect = dialect
+        self.http = http
+        self.policy = policy
+        self.handle_class = handle_class
+        self.journal = journal
+        self.fingerprint = fingerprint
+        self.in_doubt = in_doubt
+        self.counters = Counters()
+        self.paused_until = -math.inf  # a request-scoped 429: no request before this
+        self.submits_paused_until = -math.inf  # a submit-scoped 429
+        self._jobs: dict[str, Job[R]] = {}  # pending jobs by job id
+        self._by_key: dict[Hashable, Job[R]] = {}  # pending jobs by submission key
+        self._flights: dict[Hashable, _Flight] = {}
+        self.closed = False
+        engine._attach(self)
+
+    # --- handles ------------------------------------------------------------------------
+
+    def handle(self, job: Job[R], deadline: float | None) -> JobHandle[R]:
+        """A handle on ``job`` for a caller whose deadline is ``deadline`` seconds from
+        now (None: none); the job is polled at least that long."""
+        if deadline is None or job.done():
+            until = math.inf
+        else:
+            until = anyio.current_time() + deadline
+        if not job.done():
+            self.engine.scheduler.extend(job, until)
+        return self.handle_class(job, until)
+
+    def find(self, job_id: str) -> Job[R] | None:
+        return self._jobs.get(job_id)
+
+    def pending(self) -> int:
+        return len(self._jobs)
+
+    # --- the submit path ----------------------------------------------------------------
+
+    async def submit(
+        self,
+        request: Request,
+        *,
+        subject: str | None,
+        deadline: float | None,
+        journal_key: str | None = None,
+        inline: bool = False,
+    ) -> JobHandle[R]:
+        """Submit ``request`` once for every concurrent caller (see the module).
+
+        ``inline``: the caller is a task of the engine already (a batch), so the
+        request may run in it.
+        """
+        self._check_open()
+        await self.engine.started()
+        key = self.dialect.submission_key(request)
+        job = self._by_key.get(key)
+        if job is not None and not job.done():
+            return self.handle(job, deadline)
+        if self.journal is not None and journal_key is not None:
+            known = await self._replay(journal_key, subject, deadline)
+            if known is not None:
+                return known
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = _Flight()
+            self._flights[key] = flight
+            args = (request, key, subject, deadline, journal_key, flight)
+            if inline:
+                await self._post(*args)
+            else:
+                self.engine.scheduler.start_soon(self._post, *args)
+        return self.handle(await flight.wait(), deadline)
+
+    async def _post(
+        self,
+        request: Request,
+        key: Hashable,
+        subject: str | None,
+        deadline: float | None,
+        journal_key: str | None,
+        flight: _Flight,
+    ) -> None:
+        job: Job[R] | None = None
+        error: BaseException | None = None
+        try:
+            token = object()
+            await self.engine.scheduler.limiter.acquire_on_behalf_of(token)
+            try:
+                reply = await self.http.request(
+                    request.method,
+                    request.path,
+                    params=request.params,
+                    json=request.json,
+                    headers=request.headers,
+                    billed=request.billed,
+                )
+            finally:
+                self.engine.scheduler.limiter.release_on_behalf_of(token)
+            state = self.dialect.classify_submit(reply.status, reply.body)
+            if isinstance(state, Done):
+                job = Job.finished(None, subject, result=state.result)
+                job.channel = self
+                self.counters.submits_inline += 1
+                self._journal_outcome(journal_key, job)
+            else:
+                existing = self._jobs.get(state.job_id)
+                if existing is not None:  # an idempotent replay of a job we watch
+                    job = existing
+                else:
+                    if self.journal is not None and journal_key is not None:
+                        with anyio.CancelScope(shield=True):  # written before acted on
+                            await self.journal.record_submitted(
+                                self.dialect.name, journal_key, state.job_id, subject=subject
+                            )
+                    job = Job(state.job_id, state.subject or subject, self)
+                    job.key = key
+                    self.counters.jobs_started += 1
+                    self._watch(job, deadline, first_poll_now=False)
+                    self._by_key[key] = job
+                    self._journal_outcome(journal_key, job)
+        except RateLimited as exc:
+            self.throttled(exc, submitting=True)
+            error = exc
+        except AuthenticationError as exc:
+            self.fail_all(exc)
+            error = exc
+        except SubmitUncertain as exc:
+            await self._record_uncertain(journal_key, subject)
+            error = exc
+        except KeplerError as exc:
+            error = exc
+        except BaseException:
+            error = SubmitUncertain(
+                "the client closed while the submit was in flight; it may have started a job",
+                method=request.method,
+                path=request.path,
+                request_sent=True,
+            )
+            await self._record_uncertain(journal_key, subject)
+            raise
+        finally:
+            self._flights.pop(key, None)
+            flight.finish(job, error)
+
+    async def _record_uncertain(self, journal_key: str | None, subject: str | None) -> None:
+        if self.journal is None or journal_key is None:
+            return
+        with anyio.move_on_after(JOURNAL_WRITE_BOUND, shield=True):
+            await self.journal.record_uncertain(self.dialect.name, journal_key, subject=subject)
+
+    # --- resuming and the journal -------------------------------------------------------
+
+    def resume(self, job_id: str, *, subject: str | None, deadline: float | None) -> JobHandle[R]:
+        """Watch a job submitted earlier; the same job if it is watched already."""
+        self._check_open()
+        canonical = self.dialect.check_job_id(job_id)
+        job = self._jobs.get(canonical)
+        if job is None:
+            self.engine.ensure_running()
+            job = Job(canonical, subject, self)
+            self._watch(job, deadline, first_poll_now=True)
+        return self.handle(job, deadline)
+
+    async def _replay(
+        self, journal_key: str, subject: str | None, deadline: float | None
+    ) -> JobHandle[R] | None:
+        """A handle for a key the journal knows, or None if it must be submitted."""
+        journal = self.journal
+        assert journal is not None
+        await journal.bind(base_url=self.http.base_url, fingerprint=self.fingerprint)
+        entry = await journal.get(self.dialect.name, journal_key)
+        if entry is None:
+            return None
+        subject = entry.subject or subject
+        if entry.state == "done":
+            result = self.dialect.load_result(entry.result)
+            return self.handle(Job.finished(entry.job_id, subject, result=result), None)
+        if entry.state == "pending" and entry.job_id is not None:
+            handle = self.resume(entry.job_id, subject=subject, deadline=deadline)
+            self._journal_outcome(journal_key, handle._job)
+            return handle
+        if entry.state == "failed" and not entry.retryable and entry.job_id is not None:
+            error = self.dialect.failure(
+                entry.job_id, subject, entry.failure_reason, entry.error_message
+            )
+            return self.handle(Job.finished(entry.job_id, subject, error=error), None)
+        if entry.state == "uncertain":
+            return await self._after_uncertain(journal_key, subject, entry)
+        return None  # a retryable failure: submit again
+
+    async def _after_uncertain(
+        self, journal_key: str, subject: str | None, entry: JournalEntry
+    ) -> JobHandle[R] | None:
+        if self.in_doubt is None or entry.submitted_at is None:
+            return None
+        result = await self.in_doubt(journal_key, subject, entry.submitted_at)
+        if result is None:
+            return None
+        job: Job[R] = Job.finished(None, subject, result=result)
+        self._journal_outcome(journal_key, job)
+        return self.handle(job, None)
+
+    def _journal_outcome(self, journal_key: str | None, job: Job[R]) -> None:
+        """Write the job's end to the journal when it comes (results and job failures).
+
+        Anything else (deadline, close, cancel) leaves the job pending in the journal:
+        the next run resumes it.
+        """
+        journal = self.journal
+        if journal is None or journal_key is None:
+            return
+        api = self.dialect.name
+
+        async def write() -> None:
+            with anyio.move_on_after(JOURNAL_WRITE_BOUND, shield=True):
+                error = job.error
+                if error is None:
+                    data = self.dialect.dump_result(job.result)  # type: ignore[arg-type]
+                    await journal.record_done(api, journal_key, job.job_id, data)
+                elif isinstance(error, JobFailed):
+                    await journal.record_failed(api, journal_key, job.job_id, error)
+
+        def on_done() -> None:
+            if job.error is None or isinstance(job.error, JobFailed):
+                try:
+                    self.engine.scheduler.start_soon(write)
+                except ClientClosed:
+                    logger.warning("journal: the outcome of job %s was not written", job.job_id)
+
+        job.on_done(on_done)
+
+    # --- the scheduler's side -----------------------------------------------------------
+
+    def _watch(self, job: Job[R], deadline: float | None, *, first_poll_now: bool) -> None:
+        assert job.job_id is not None
+        self._jobs[job.job_id] = job
+        self.engine.scheduler.watch(job, deadline, first_poll_now=first_poll_now)
+
+    def settle(
+        self, job: Job[R], *, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        """End a pending job of this channel with its result or its error."""
+        if job.done():
+            return
+        self.forget(job)
+        if error is None:
+            self.counters.jobs_succeeded += 1
+            job.finish("done", result, None)
+        else:
+            self.counters.jobs_failed += 1
+            logger.debug("job %s failed: %s", job.job_id, error)
+            job.finish("failed", None, error)
+
+    def forget(self, job: Job[R]) -> None:
+        """Stop tracking ``job`` (its heap slot is dropped lazily once it is done)."""
+        if job.job_id is not None and self._jobs.get(job.job_id) is job:
+            del self._jobs[job.job_id]
+        if job.key is not None and self._by_key.get(job.key) is job:
+            del self._by_key[job.key]
+
+    def fail_all(self, error: BaseException | Callable[[Job[R]], BaseException]) -> None:
+        """Fail every pending job of this channel (a 401 said the key is bad; close)."""
+        for job in list(self._jobs.values()):
+            self.settle(job, error=error(job) if callable(error) else error)
+
+    def throttled(self, error: RateLimited, *, submitting: bool) -> None:
+        """A 429: hold what the dialect says it limits until its ``Retry-After``."""
+        seconds = DEFAULT_THROTTLE_PAUSE if error.retry_after is None else error.retry_after
+        until = anyio.current_time() + seconds
+        scope = self.dialect.throttle_scope(error) if submitting else "requests"
+        if scope == "submits":
+            self.submits_paused_until = max(self.submits_paused_until, until)
+            logger.debug("%s: submits throttled for %.1fs", self.dialect.name, seconds)
+        elif until > self.paused_until:
+            self.paused_until = until
+            self.counters.throttle_pauses += 1
+            logger.debug("%s: every request throttled for %.1fs", self.dialect.name, seconds)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClientClosed("this client is closed; create a new one")
+
+    def close(self) -> None:
+        """Fail this channel's unfinished jobs with ``ClientClosed`` (their ids kept)."""
+        self.closed = True
+        self.fail_all(lambda job: ClientClosed("the client was closed", job_id=job.job_id))
+
+    def statistics(self) -> EngineStatistics:
+        return self.engine._statistics([self])

@@ -1,0 +1,289 @@
+"""``ApiClient``: what every API client shares, so that each client only adds its verbs.
+
+One constructor (key, base URL, HTTP client or transport, timeout, retries, poll
+policy, engine, journal), one lifecycle (``async with`` / ``aclose()``), ``resume``,
+``statistics`` and the one submit path (``Channel.submit``). A client for an API sets
+a few class attributes and makes its dialect; see ``kepler_async.deepidv`` for a
+small one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, ClassVar, Generic, TypeVar
+
+import anyio
+import httpx
+
+from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
+from kepler_async._exceptions import APIError, ClientClosed, ConfigurationError
+from kepler_async._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
+
+from ._channel import Channel, EngineStatistics
+from ._engine import CLOSE_BOUND, JobEngine
+from ._handle import JobHandle
+from ._http import HttpBoundary
+from ._journal import JobStore, SQLiteJobStore, key_fingerprint
+from ._protocol import JobApi, Request
+
+__all__ = ["ApiClient", "check_base_url"]
+
+R = TypeVar("R")
+C = TypeVar("C", bound="ApiClient[Any]")
+
+_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no whitespace
+
+
+def check_base_url(base_url: object) -> str:
+    """``base_url`` as we keep it (no trailing slash), or ``ConfigurationError``."""
+    try:
+        url = httpx.URL(base_url)  # type: ignore[arg-type]
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(f"base_url {base_url!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"base_url {base_url!r} needs an http:// or https:// scheme and a host"
+        )
+    if url.query or url.fragment:
+        raise ConfigurationError(f"base_url {base_url!r} must not carry a query or fragment")
+    return str(url).rstrip("/")
+
+
+class ApiClient(Generic[R]):
+    """The base of every API client (see the module docstring).
+
+    The key comes from ``api_key`` or the API's environment variable. An
+    ``http_client`` you pass is used as it is and left open for you to close; a
+    ``transport`` (such as a simulator's) goes into an httpx client this one owns.
+    ``poll_policy`` sets how jobs are polled and their default deadline. An ``engine``
+    (``JobEngine``) is shared with other clients; without one the client has its own,
+    with ``max_in_flight`` requests at most. A ``journal`` records submitted jobs so
+    that a later run resumes them instead of paying again.
+    """
+
+    #: The API's short name, for messages.
+    _api_name: ClassVar[str]
+    #: The environment variable the key is read from when ``api_key`` is None.
+    _api_key_env: ClassVar[str]
+    _default_base_url: ClassVar[str]
+    #: The header that carries the key.
+    _auth_header: ClassVar[str]
+    #: The handle type its submits return.
+    _handle_class: ClassVar[type[JobHandle[Any]]] = JobHandle
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        poll_policy: PollPolicy | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        engine: JobEngine | None = None,
+        journal: JobStore | None = None,
+    ) -> None:
+        key = self._resolve_key(api_key)
+        url = self._resolve_base_url(base_url)
+        if http_client is not None and transport is not None:
+            raise ConfigurationError("pass http_client or transport, not both")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not (0 < timeout < math.inf)
+        ):
+            raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
+        if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
+            raise ConfigurationError("poll_policy must be a PollPolicy")
+        if engine is not None and not isinstance(engine, JobEngine):
+            raise ConfigurationError("engine must be a JobEngine")
+        if journal is not None and not isinstance(journal, SQLiteJobStore):
+            raise ConfigurationError("journal must be a SQLiteJobStore")
+        self._owns_engine = engine is None
+        if engine is None:
+            try:
+                engine = JobEngine(max_in_flight=max_in_flight)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(str(exc)) from None
+        self._engine = engine
+        self._entered = False
+        self._key_hint = self._describe_key(key)
+        http = HttpBoundary.create(
+            api_key=key,
+            base_url=url,
+            auth_header=self._auth_header,
+            map_error=self._error_mapper(),
+            never_started=self._never_started,
+            http_client=http_client,
+            transport=transport,
+            timeout=float(timeout),
+            retry=retry,
+        )
+        dialect = self._make_dialect(url)
+        self._channel: Channel[R] = Channel(
+            engine=engine,
+            dialect=dialect,
+            http=http,
+            policy=poll_policy or dialect.default_policy,
+            handle_class=self._handle_class,
+            journal=journal,
+            fingerprint=key_fingerprint(key),
+            in_doubt=self._in_doubt,
+        )
+
+    # --- what each API says -----------------------------------------------------------
+
+    def _make_dialect(self, base_url: str) -> JobApi[R]:
+        raise NotImplementedError  # pragma: no cover - every client makes its own
+
+    def _error_mapper(self) -> Callable[..., APIError]:
+        raise NotImplementedError  # pragma: no cover - every client has its own
+
+    def _never_started(self, error: APIError) -> bool:
+        """True if the API says a refused submit started nothing (safe to send again)."""
+        return False
+
+    async def _in_doubt(self, key: str, subject: str | None, submitted_at: float) -> R | None:
+        """The result of a submit whose answer was lost, if the API can tell it."""
+        return None
+
+    @classmethod
+    def _resolve_key(cls, api_key: str | None) -> str:
+        if api_key is None:
+            api_key = os.environ.get(cls._api_key_env, "")
+        if not isinstance(api_key, str):
+            raise ConfigurationError(f"api_key must be a string, not {type(api_key).__name__}")
+        key = api_key.strip()
+        if not key:
+            raise ConfigurationError(
+                f"no {cls._api_name} API key: pass api_key=... or set {cls._api_key_env}"
+            )
+        if not _KEY_CHARS.match(key):
+            raise ConfigurationError(
+                f"the {cls._api_name} API key is malformed: expected printable ASCII "
+                "characters and no whitespace"
+            )
+        return key
+
+    @classmethod
+    def _resolve_base_url(cls, base_url: str | None) -> str:
+        return check_base_url(base_url if base_url is not None else cls._default_base_url)
+
+    @staticmethod
+    def _describe_key(key: str) -> str:
+        return "***"
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self: C) -> C:
+        self._check_open()
+        if self._channel.journal is not None:  # refuse a journal of another API or key now
+            await self._channel.journal.bind(
+                base_url=self.base_url, fingerprint=self._channel.fingerprint
+            )
+        if self._owns_engine and not self._engine.running:
+            await self._engine._open()
+            self._entered = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.aclose()
+        finally:
+            if self._entered:
+                self._entered = False
+                await self._engine._exit()
+
+    async def aclose(self) -> None:
+        """Stop polling, fail unfinished jobs with ``ClientClosed``, close. Idempotent.
+
+        The jobs go on server-side; their ids are on the ``ClientClosed`` errors. An
+        engine of the client's own stops too (a shared one goes on). Returns within
+        about 5 s even if a request or a journal write hangs.
+        """
+        if self._owns_engine:
+            await self._engine.aclose()
+        else:
+            self._channel.close()
+            self._engine._detach(self._channel)
+        with anyio.move_on_after(CLOSE_BOUND, shield=True):
+            await self._channel.http.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._channel.closed or self._channel.http.closed
+
+    @property
+    def base_url(self) -> str:
+        return self._channel.http.base_url
+
+    @property
+    def engine(self) -> JobEngine:
+        """The engine that polls this client's jobs (its own, or the one passed in)."""
+        return self._engine
+
+    @property
+    def poll_policy(self) -> PollPolicy:
+        return self._channel.policy
+
+    def statistics(self) -> EngineStatistics:
+        """A snapshot of this client's counters (``engine.statistics()`` for all)."""
+        return self._channel.statistics()
+
+    def __repr__(self) -> str:
+        head = f"<{type(self).__name__} base_url={self.base_url!r} key={self._key_hint}"
+        if self.closed:
+            return head + " closed>"
+        return head + f" open, {self._channel.pending()} jobs pending>"
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClientClosed(f"this {type(self).__name__} is closed; create a new one")
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def _deadline(self, deadline: float | UseDefault | None) -> float | None:
+        """Seconds a call waits (``DEFAULT``: the poll policy's); checked."""
+        return policy_for(self._channel.policy, deadline).deadline
+
+    async def _submit(
+        self,
+        request: Request,
+        *,
+        subject: str | None,
+        deadline: float | UseDefault | None,
+        journal_key: str | None,
+        inline: bool = False,
+    ) -> Any:
+        return await self._channel.submit(
+            request,
+            subject=subject,
+            deadline=self._deadline(deadline),
+            journal_key=journal_key,
+            inline=inline,
+        )
+
+    def resume(self, job_id: str, *, deadline: float | UseDefault | None = DEFAULT) -> JobHandle[R]:
+        """Watch a job submitted earlier (by this process or another); the same job if
+        this client watches it already. The first poll goes out at once. Call it from
+        async code (it needs the event loop)."""
+        return self._channel.resume(job_id, subject=None, deadline=self._deadline(deadline))
+
+    async def _job_body(self, job_id: str, params: Mapping[str, str | int] | None = None) -> object:
+        """One read of a job, for ``get_job`` (its id checked and percent-encoded)."""
+        self._check_open()
+        canonical = self._channel.dialect.check_job_id(job_id)
+        request = self._channel.dialect.poll_request(canonical)
+        reply = await self._channel.http.request("GET", request.path, params=params)
+        return reply.body
