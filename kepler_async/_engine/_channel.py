@@ -31,15 +31,17 @@ from kepler_async._exceptions import (
     ClientClosed,
     JobFailed,
     KeplerError,
+    ProtocolError,
     RateLimited,
     SubmitUncertain,
+    TransportError,
 )
 from kepler_async._policies import PollPolicy
 
 from ._handle import Job, JobHandle
 from ._http import HttpBoundary
 from ._journal import JobStore, JournalEntry
-from ._protocol import Done, JobApi, Request
+from ._protocol import Accepted, Done, JobApi, Request
 
 if TYPE_CHECKING:
     from ._engine import JobEngine
@@ -180,8 +182,7 @@ class Channel(Generic[R]):
             until = math.inf
         else:
             until = anyio.current_time() + deadline
-        if not job.done():
-            self.engine.scheduler.extend(job, until)
+        job.extend(until)
         return self.handle_class(job, until)
 
     def find(self, job_id: str) -> Job[R] | None:
@@ -253,6 +254,11 @@ class Channel(Generic[R]):
             finally:
                 self.engine.scheduler.limiter.release_on_behalf_of(token)
             state = self.dialect.classify_submit(reply.status, reply.body)
+            if not isinstance(state, (Done, Accepted)):
+                raise ProtocolError(
+                    f"the {self.dialect.name} dialect classified a submit answer as "
+                    f"{type(state).__name__}, which the engine does not know"
+                )
             if isinstance(state, Done):
                 job = Job.finished(None, subject, result=state.result)
                 job.channel = self
@@ -280,8 +286,9 @@ class Channel(Generic[R]):
         except AuthenticationError as exc:
             self.fail_all(exc)
             error = exc
-        except SubmitUncertain as exc:
-            await self._record_uncertain(journal_key, subject)
+        except TransportError as exc:
+            if exc.request_sent:  # it may have reached the API: a job may exist
+                await self._record_uncertain(journal_key, subject)
             error = exc
         except KeplerError as exc:
             error = exc

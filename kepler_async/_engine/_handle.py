@@ -132,10 +132,19 @@ class Job(Generic[R]):
             self.callbacks.append(callback)
 
     async def wait(self) -> None:
+        """Wait until the job finishes or its deadline moves (then look again)."""
         if self.state == "pending":
             if self.event is None:
                 self.event = anyio.Event()
             await self.event.wait()
+
+    def extend(self, deadline: float) -> None:
+        """Poll until at least ``deadline`` (loop time); wake waiters to look again."""
+        if deadline > self.deadline and self.state == "pending":
+            self.deadline = deadline
+            event, self.event = self.event, None
+            if event is not None:
+                event.set()
 
     def outcome(self) -> R:
         if self.error is not None:
@@ -228,20 +237,23 @@ class JobHandle(Generic[R]):
         if not job.done():
             if job.channel is not None:
                 job.channel.engine.ensure_running()
-            if self._deadline < job.deadline:
+            while not job.done():
+                if self._deadline >= job.deadline:
+                    # The job's own deadline is this call's: it fails itself then,
+                    # after its last poll (unless another caller extends it meanwhile).
+                    await job.wait()
+                    continue
                 # Another caller waits longer on the same job: this wait ends at its
                 # own deadline and the job goes on for the other.
                 with anyio.move_on_after(max(0.0, self._deadline - anyio.current_time())):
                     await job.wait()
-                if not job.done():
+                if not job.done() and anyio.current_time() >= self._deadline:
                     raise DeadlineExceeded(
                         f"job {job.job_id} ({job.subject}) was still pending at this "
                         "call's deadline; it goes on server-side and for other callers",
                         job_id=job.job_id,
                         subject=job.subject,
                     )
-            else:
-                await job.wait()
         return job.outcome()
 
     def __await__(self) -> Generator[Any, None, R]:

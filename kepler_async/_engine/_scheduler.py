@@ -32,6 +32,7 @@ from kepler_async._exceptions import (
     ClientClosed,
     DeadlineExceeded,
     KeplerError,
+    ProtocolError,
     RateLimited,
     ServerError,
     TransportError,
@@ -54,6 +55,13 @@ _EARLY = 0.001
 #: The engine does its own retrying (on each job's schedule), so requests it sends are
 #: tried once by the HTTP layer.
 _ONCE = RetryPolicy(attempts=1)
+
+
+def _unreadable(error: BaseException) -> ProtocolError:
+    """A ``ProtocolError`` for an answer that could not be read at all."""
+    wrapped = ProtocolError(f"the answer could not be read ({type(error).__name__})")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 class _Token:
@@ -131,10 +139,6 @@ class Scheduler:
         job.attempt = 0
         first = 0.0 if first_poll_now else self._next_delay(job, now, None)
         self._push(job, min(now + first, job.deadline))
-
-    def extend(self, job: Job[Any], deadline: float) -> None:
-        """Poll ``job`` until at least ``deadline`` (absolute) from now on."""
-        job.deadline = max(job.deadline, deadline)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -246,7 +250,10 @@ class Scheduler:
             request = job.fetch or api.poll_request(job_id)
             try:
                 body = await self._send(channel, request)
-            except KeplerError as raw:
+            except (KeplerError, RecursionError, ValueError, TypeError) as caught:
+                # Our tree, or bytes no decoder survived (too deep, too big): the
+                # latter fail this job only, never the scheduler.
+                raw = caught if isinstance(caught, KeplerError) else _unreadable(caught)
                 error = api.poll_error(job_id, raw)
                 if isinstance(error, (TransportError, ServerError)):
                     counters.transient_errors += 1
@@ -278,6 +285,9 @@ class Scheduler:
         except KeplerError as error:  # a ProtocolError: the answer cannot be read
             self._settle(job, error=error)
             return False
+        except Exception as error:  # a dialect tripped on the bytes: this job only
+            self._settle(job, error=_unreadable(error))
+            return False
         if isinstance(state, Pending):
             assert job.channel is not None
             job.channel.counters.polls_unchanged += 1
@@ -301,7 +311,12 @@ class Scheduler:
             self._learn(job)
             self._settle(job, error=state.error)
             return False
-        raise TypeError(f"a dialect returned {state!r}")  # pragma: no cover
+        unknown = ProtocolError(
+            f"the {job.channel.dialect.name if job.channel else ''} dialect classified an "
+            f"answer as {type(state).__name__}, which the engine does not know"
+        )
+        self._settle(job, error=unknown)
+        return False
 
     async def _send(self, channel: Channel[Any], request: Request) -> object:
         reply = await channel.http.request(

@@ -18,6 +18,10 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 from ._faults import Fault, FaultKind, FaultPlan
 from ._sim_data import (
@@ -157,6 +161,12 @@ class KeplerSimulator(KeplerReads):
         # Any string is accepted as a reason, unknown ones included: clients must
         # survive a reason newer than they are.
         self._scripted[path_domain(domain)].append((failure_reason, duration))
+
+    def create_app(self) -> Starlette:
+        """An ASGI app (Starlette) serving this simulator, as the vendor simulators have."""
+        from ._sim_app import create_app
+
+        return create_app(self)
 
     def add_fault(
         self,

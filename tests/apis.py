@@ -1,0 +1,194 @@
+"""The four APIs behind one test harness, so one test covers all of them.
+
+Each ``Api`` knows how to make its simulator and a client wired to it through a
+``Wire`` (a transport in front of the simulator that counts requests and can hold,
+refuse or lose the answer to a submit), and how to make the n-th distinct submission.
+Tests are parametrised by ``API_NAMES`` and run on fake time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import httpx
+
+from kepler_async import AsyncKepler, JobEngine, JobHandle, SQLiteJobStore
+from kepler_async._engine._client import ApiClient
+from kepler_async.deepidv import AsyncDeepidv
+from kepler_async.midlyr import AsyncMidLyr
+from kepler_async.parsetx import AsyncParseTx
+from kepler_async.testing import (
+    DEEPIDV_KEY,
+    LIVE_KEY,
+    MIDLYR_KEY,
+    PARSETX_KEY,
+    DeepidvSimulator,
+    KeplerSimulator,
+    MidLyrSimulator,
+    ParseTxSimulator,
+)
+
+
+class Wire(httpx.AsyncBaseTransport):
+    """A transport in front of an ASGI app: counts requests; can hold, refuse or lose
+    the answer to the next submits (POSTs)."""
+
+    def __init__(self, app: Any) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.posts = 0
+        self.gets = 0
+        self.hold_posts = 0.0  # seconds each POST waits before it is sent
+        self.lose_posts = 0  # the next N POSTs reach the API but their answers are lost
+        self.refuse_posts: list[httpx.Response] = []  # canned answers for the next POSTs
+        self.refuse_gets: list[httpx.Response] = []  # canned answers for the next GETs
+        self.posted = anyio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            if self.hold_posts:
+                await anyio.sleep(self.hold_posts)
+            self.posts += 1
+            self.posted.set()
+            if self.refuse_posts:
+                return self.refuse_posts.pop(0)
+            response = await self.inner.handle_async_request(request)
+            if self.lose_posts:
+                self.lose_posts -= 1
+                raise httpx.ReadTimeout("the answer never came", request=request)
+            return response
+        self.gets += 1
+        if self.refuse_gets:
+            return self.refuse_gets.pop(0)
+        return await self.inner.handle_async_request(request)
+
+
+def answer(status: int, body: object, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=body, headers=headers)
+
+
+@attrs.frozen
+class Api:
+    """One API as the harness drives it."""
+
+    name: str
+    key: str
+    make_sim: Callable[[], Any]
+    client_class: type[ApiClient[Any]]
+    #: submit(client, n, deadline, journal): the n-th distinct submission
+    submit: Callable[..., Awaitable[JobHandle[Any]]]
+    #: jobs the server started (billed work)
+    jobs_started: Callable[[Any], int]
+    #: the 429 bodies that limit paid work (submits) and a request rate
+    quota_429: tuple[dict[str, Any], dict[str, str]]
+    rate_429: tuple[dict[str, Any], dict[str, str]]
+    #: the journal key of the n-th submission
+    journal_key: Callable[[int], str]
+
+    def client(
+        self,
+        sim: Any,
+        wire: Wire | None = None,
+        *,
+        engine: JobEngine | None = None,
+        journal: Path | None = None,
+        key: str | None = None,
+    ) -> ApiClient[Any]:
+        store = SQLiteJobStore(journal, threaded=False) if journal is not None else None
+        return self.client_class(
+            key or self.key,
+            base_url=f"http://{self.name}.sim",
+            transport=wire or Wire(sim.create_app()),
+            engine=engine,
+            journal=store,
+        )
+
+
+async def _kepler(client: Any, n: int, deadline: Any = None, journal: bool = True) -> Any:
+    return await client.submit(f"d{n}.com", deadline=deadline)
+
+
+async def _deepidv(client: Any, n: int, deadline: Any = None, journal: bool = True) -> Any:
+    return await client.submit_adverse_media(
+        first_name=f"Ada{n}",
+        last_name="Lovelace",
+        date_of_birth="1815-12-10",
+        idempotency_key=f"idem-{n}",
+        deadline=deadline,
+        journal_key=f"person-{n}" if journal else None,
+    )
+
+
+async def _midlyr(client: Any, n: int, deadline: Any = None, journal: bool = True) -> Any:
+    return await client.submit_screen(
+        f"text number {n}", deadline=deadline, journal_key=f"text-{n}" if journal else None
+    )
+
+
+async def _parsetx(client: Any, n: int, deadline: Any = None, journal: bool = True) -> Any:
+    return await client.submit_enrich(
+        [f"AMZN Mktp US {n}"], deadline=deadline, journal_key=f"batch-{n}" if journal else None
+    )
+
+
+def _kepler_sim() -> KeplerSimulator:
+    return KeplerSimulator(clock=anyio.current_time, failure_mix={}, per_key_cold_per_hour=None)
+
+
+APIS = {
+    "kepler": Api(
+        name="kepler",
+        key=LIVE_KEY,
+        make_sim=_kepler_sim,
+        client_class=AsyncKepler,
+        submit=_kepler,
+        jobs_started=lambda sim: sim.counters.total_cold_runs,
+        quota_429=({"error": "rate_limited", "reason": "per_key_cold_1h"}, {"Retry-After": "60"}),
+        rate_429=({"error": "rate_limited", "reason": "requests"}, {"Retry-After": "60"}),
+        journal_key=lambda n: f"d{n}.com",
+    ),
+    "deepidv": Api(
+        name="deepidv",
+        key=DEEPIDV_KEY,
+        make_sim=lambda: DeepidvSimulator(clock=anyio.current_time, failure_rate=0),
+        client_class=AsyncDeepidv,
+        submit=_deepidv,
+        jobs_started=lambda sim: sim.counters.jobs_created,
+        quota_429=({"error": "rate_limited"}, {"Retry-After": "60"}),
+        rate_429=({"error": "rate_limited"}, {"Retry-After": "60"}),
+        journal_key=lambda n: f"person-{n}",
+    ),
+    "midlyr": Api(
+        name="midlyr",
+        key=MIDLYR_KEY,
+        make_sim=lambda: MidLyrSimulator(clock=anyio.current_time, failure_rate=0),
+        client_class=AsyncMidLyr,
+        submit=_midlyr,
+        jobs_started=lambda sim: sim.counters.jobs_created,
+        quota_429=({"error": {"code": "rate_limited", "message": "slow"}}, {"Retry-After": "60"}),
+        rate_429=({"error": {"code": "rate_limited", "message": "slow"}}, {"Retry-After": "60"}),
+        journal_key=lambda n: f"text-{n}",
+    ),
+    "parsetx": Api(
+        name="parsetx",
+        key=PARSETX_KEY,
+        make_sim=lambda: ParseTxSimulator(clock=anyio.current_time, failure_rate=0),
+        client_class=AsyncParseTx,
+        submit=_parsetx,
+        jobs_started=lambda sim: sim.counters.jobs_created,
+        quota_429=(
+            {"error": "quota exceeded", "usage": 10, "limit": 10, "plan": "free"},
+            {"Retry-After": "60"},
+        ),
+        rate_429=({"error": "too many requests"}, {"Retry-After": "60"}),
+        journal_key=lambda n: f"batch-{n}",
+    ),
+}
+API_NAMES = list(APIS)
+#: The APIs whose submit may start paid work and has no idempotency key.
+BILLED = {"kepler", "midlyr", "parsetx"}
+#: The APIs that tell a quota 429 from a rate 429.
+QUOTA_SCOPED = {"kepler", "parsetx"}

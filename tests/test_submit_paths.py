@@ -1,0 +1,242 @@
+"""The one submit path, the same for all four APIs (parametrised, never copied).
+
+Every test runs for Kepler, deepidv, MidLyr and ParseTx, on asyncio and trio, on fake
+time, against each API's simulator behind a ``Wire`` that can hold, refuse or lose a
+submit's answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import kepler_async as ka
+from kepler_async import JobEngine, SQLiteJobStore
+
+from .apis import API_NAMES, APIS, BILLED, QUOTA_SCOPED, Api, Wire, answer
+from .virtual_time import virtual_backend
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    return virtual_backend(str(request.param))
+
+
+@pytest.fixture(params=API_NAMES)
+def api(request: pytest.FixtureRequest) -> Api:
+    return APIS[str(request.param)]
+
+
+async def journal_entry(path: Path, api: Api, n: int) -> ka.JournalEntry | None:
+    return await SQLiteJobStore(path, threaded=False).get(api.name, api.journal_key(n))
+
+
+async def test_concurrent_identical_submits_make_one_request(api: Api) -> None:
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    handles: list[ka.JobHandle[Any]] = []
+    async with api.client(sim, wire) as client:
+
+        async def one() -> None:
+            handles.append(await api.submit(client, 1))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(one)
+        results = [await handle for handle in handles]
+        other = await api.submit(client, 2)
+        await other
+    assert wire.posts == 2  # one for the ten, one for the other submission
+    assert api.jobs_started(sim) == 2
+    assert len(set(handles)) == 1
+    assert all(result == results[0] for result in results)
+
+
+async def test_a_cancelled_caller_never_loses_the_job(api: Api, tmp_path: Path) -> None:
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    wire.hold_posts = 5.0  # the caller gives up while its POST is on its way
+    journal = tmp_path / "j.db"
+    async with api.client(sim, wire, journal=journal) as client:
+        with anyio.move_on_after(1.0) as scope:
+            await api.submit(client, 1)
+        assert scope.cancelled_caught
+        await anyio.sleep(10)  # the POST lands, in the engine's task group
+        assert client.statistics().jobs_started == 1
+        entry = await journal_entry(journal, api, 1)
+        assert entry is not None
+        assert entry.job_id is not None  # journaled although its caller was gone
+        again = await api.submit(client, 1)  # the same job, no second POST
+        assert again.job_id == entry.job_id
+        await again
+    assert wire.posts == 1
+    assert api.jobs_started(sim) == 1
+
+
+async def test_each_caller_keeps_its_own_deadline(api: Api) -> None:
+    sim = api.make_sim()
+    sim_start = anyio.current_time()
+    outcomes: dict[str, object] = {}
+    async with api.client(sim) as client:
+
+        async def wait(name: str, deadline: float) -> None:
+            handle = await api.submit(client, 1, deadline)
+            try:
+                outcomes[name] = await handle
+            except ka.DeadlineExceeded as error:
+                outcomes[name] = error
+            outcomes[name + "_at"] = anyio.current_time() - sim_start
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, "short", 2.0)
+            tg.start_soon(wait, "long", 400.0)
+    assert isinstance(outcomes["short"], ka.DeadlineExceeded)
+    assert outcomes["short_at"] == pytest.approx(2.0, abs=0.05)
+    assert not isinstance(outcomes["long"], BaseException)
+    assert api.jobs_started(sim) == 1
+
+
+async def test_the_journal_row_is_written_before_the_job_is_acted_on(
+    api: Api, tmp_path: Path
+) -> None:
+    sim = api.make_sim()
+    journal = tmp_path / "j.db"
+    async with api.client(sim, journal=journal) as client:
+        handle = await api.submit(client, 1)
+        entry = await journal_entry(journal, api, 1)
+        assert entry is not None
+        assert (entry.state, entry.job_id) == ("pending", handle.job_id)
+        await handle
+    entry = await journal_entry(journal, api, 1)
+    assert entry is not None
+    assert entry.state == "done"
+
+
+async def test_a_lost_answer_is_journaled_as_uncertain(api: Api, tmp_path: Path) -> None:
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    wire.lose_posts = 1
+    journal = tmp_path / "j.db"
+    async with api.client(sim, wire, journal=journal) as client:
+        if api.name in BILLED:
+            with pytest.raises(ka.SubmitUncertain):
+                await api.submit(client, 1)
+            entry = await journal_entry(journal, api, 1)
+            assert entry is not None
+            assert entry.state == "uncertain"
+        else:  # an idempotency key makes the retry safe: one job all the same
+            await (await api.submit(client, 1))
+            assert wire.posts == 2
+    assert api.jobs_started(sim) == 1
+
+
+async def test_aclose_during_a_submit_journals_it_as_uncertain(api: Api, tmp_path: Path) -> None:
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    wire.hold_posts = 30.0
+    journal = tmp_path / "j.db"
+    errors: list[BaseException] = []
+    async with api.client(sim, wire, journal=journal) as client:
+
+        async def caller() -> None:
+            try:
+                await api.submit(client, 1)
+            except ka.KeplerError as error:
+                errors.append(error)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            await anyio.sleep(1)
+            await client.aclose()
+    assert [type(e) for e in errors] == [ka.SubmitUncertain]
+    entry = await journal_entry(journal, api, 1)
+    assert entry is not None
+    assert entry.state == "uncertain"
+
+
+async def test_resuming_from_the_journal_keeps_the_callers_deadline(
+    api: Api, tmp_path: Path
+) -> None:
+    sim = api.make_sim()
+    sim.duration = (300.0, 300.0)
+    if api.name == "kepler":
+        sim.script("d1.com", duration=300)
+    wire = Wire(sim.create_app())
+    journal = tmp_path / "j.db"
+    async with api.client(sim, wire, journal=journal) as client:
+        first = await api.submit(client, 1)
+    async with api.client(sim, wire, journal=journal) as client:
+        start = anyio.current_time()
+        resumed = await api.submit(client, 1, 3.0)
+        assert resumed.job_id == first.job_id
+        with pytest.raises(ka.DeadlineExceeded):
+            await resumed
+        assert anyio.current_time() - start == pytest.approx(3.0, abs=0.05)
+    assert wire.posts == 1
+
+
+async def test_a_401_on_submit_fails_only_that_clients_jobs(api: Api) -> None:
+    sim = api.make_sim()
+    refused = Wire(sim.create_app())
+    async with (
+        JobEngine() as engine,
+        api.client(sim, refused, engine=engine) as a,
+        api.client(sim, engine=engine) as b,
+    ):
+        a_job = await api.submit(a, 1)
+        b_job = await api.submit(b, 2)
+        refused.refuse_posts.append(answer(401, {"error": "invalid api key"}))
+        with pytest.raises(ka.AuthenticationError):
+            await api.submit(a, 3)
+        with pytest.raises(ka.AuthenticationError):
+            await a_job
+        await b_job  # another client on the same engine goes on
+
+
+async def test_a_rate_429_on_submit_holds_every_request_of_the_client(api: Api) -> None:
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    async with api.client(sim, wire) as client:
+        await api.submit(client, 1)
+        body, headers = api.rate_429
+        wire.refuse_posts.append(answer(429, body, headers))
+        with pytest.raises(ka.RateLimited):
+            await api.submit(client, 2)
+        assert client.statistics().paused_for == pytest.approx(60, abs=1)
+        gets = wire.gets
+        await anyio.sleep(59)
+        assert wire.gets == gets  # no poll while the rate limit holds
+
+
+async def test_a_quota_429_stops_submits_only(api: Api) -> None:
+    if api.name not in QUOTA_SCOPED:
+        pytest.skip(f"{api.name} has no 429 that limits paid work only")
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    async with api.client(sim, wire) as client:
+        accepted = await api.submit(client, 1)
+        body, headers = api.quota_429
+        wire.refuse_posts.append(answer(429, body, headers))
+        with pytest.raises(ka.RateLimited):
+            await api.submit(client, 2)
+        assert client.statistics().paused_for == 0
+        await accepted  # the job already paid for is polled to its end
+
+
+async def test_kepler_force_fresh_never_joins_a_plain_flight() -> None:
+    api = APIS["kepler"]
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    async with api.client(sim, wire) as client:
+        assert isinstance(client, ka.AsyncKepler)
+        plain = await client.submit("stripe.com")
+        fresh = await client.submit("stripe.com", force_fresh=True)
+        assert fresh != plain
+        again = await client.submit("stripe.com", force_fresh=True)
+        assert again == fresh
+    assert wire.posts == 2
