@@ -146,7 +146,7 @@ async def test_stopping_early_submits_nothing_more(
     stream = kepler.score_many([f"d{i}.com" for i in range(100)], max_outstanding=5)
     async for _ in stream:
         break
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     await anyio.sleep(500)
     # Five were outstanding; one more may have been on the wire when iteration stopped.
     assert sim.counters.total_cold_runs <= 6

@@ -248,7 +248,7 @@ def test_sigkill_mid_run_then_rerun_pays_once_per_domain(
     _, err = second.communicate(timeout=120)
     assert second.returncode in (0, 1), err
     final = rows(second_out.read_text())
-    assert sorted(r["domain"] for r in final) == domains  # exactly one outcome each
+    assert sorted(str(r["domain"]) for r in final) == domains  # exactly one outcome each
     assert {r["status"] for r in final} <= {"scored", "failed"}
     assert fast_sim.counters.total_cold_runs == len(domains)
     assert set(fast_sim.counters.cold_runs_billed.values()) == {1}

@@ -75,7 +75,7 @@ def test_http_client_and_transport_are_exclusive() -> None:
         AsyncKepler(
             LIVE_KEY,
             http_client=httpx.AsyncClient(),
-            transport=httpx.MockTransport(lambda r: None),  # type: ignore[arg-type,return-value]
+            transport=httpx.MockTransport(lambda r: None),  # type: ignore[arg-type]
         )
 
 
@@ -194,7 +194,7 @@ async def test_sandbox_analytics(sandbox: AsyncKepler) -> None:
     cohort = await sandbox.cohort("cohort.test")
     assert cohort.cohort.count == 12
     assert [m.domain for m in cohort.members][:1][0].startswith("cohort-")
-    scores = [m.composite_score for m in cohort.members]
+    scores = [m.composite_score or 0.0 for m in cohort.members]
     assert scores == sorted(scores, reverse=True)
 
     confidence = await sandbox.confidence("struggling.test")

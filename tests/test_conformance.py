@@ -55,7 +55,8 @@ def _openapi_nullable(node: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return _openapi_nullable(yaml.safe_load(SPEC_PATH.read_text()))
+    loaded: dict[str, Any] = _openapi_nullable(yaml.safe_load(SPEC_PATH.read_text()))
+    return loaded
 
 
 def response_schema(spec: dict[str, Any], method: str, path: str, status: int) -> dict[str, Any]:

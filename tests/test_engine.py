@@ -17,7 +17,7 @@ from .fake_api import FakeServer, fake_client
 from .virtual_time import virtual_backend
 
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 pytestmark = pytest.mark.anyio
 

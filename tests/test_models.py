@@ -172,4 +172,4 @@ def test_history_cohort_distribution_movers_signals_usage_decode() -> None:
 def test_enums_print_as_their_wire_values() -> None:
     assert str(ka.KIRating.KI_1_PLUS) == "KI-1+"
     assert f"{ka.JobStatus.COMPLETE}" == "complete"
-    assert ka.Tier.GROWTH == "growth"
+    assert str(ka.Tier.GROWTH) == "growth"

@@ -56,9 +56,11 @@ def test_backoff_grows_caps_and_jitters(attempt, rand, expected) -> None:
 def test_backoff_never_exceeds_cap_whatever_the_draw() -> None:
     for attempt in range(12):
         for draw in (0.0, 0.3, 0.99):
-            d = backoff_delay(
-                attempt, initial=0.5, multiplier=3, cap=8, jitter=1.0, rand=lambda d=draw: d
-            )
+
+            def fixed(value: float = draw) -> float:
+                return value
+
+            d = backoff_delay(attempt, initial=0.5, multiplier=3, cap=8, jitter=1.0, rand=fixed)
             assert 0.0 <= d <= 8.0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import math
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -107,7 +108,9 @@ async def test_a_cold_job_polls_with_growing_jittered_intervals(
     assert fetch[0] == pytest.approx(polls[-1], abs=0.01)
 
 
-def scripted_api(*job_bodies: dict[str, object], score_status: int = 200):
+def scripted_api(
+    *job_bodies: Any, score_status: int = 200
+) -> tuple[Callable[[httpx.Request], httpx.Response], list[str]]:
     """A fake Kepler: 202 for the POST, then the given job bodies, then a score."""
     bodies = list(job_bodies)
     hosts: list[str] = []
@@ -351,7 +354,7 @@ def test_bad_policy_values_are_value_errors() -> None:
         {"deadline": -5},
     ):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
-            PollPolicy(**kwargs)  # type: ignore[arg-type]
+            PollPolicy(**kwargs)
 
 
 # --- shared server signals ---------------------------------------------------------------
@@ -404,8 +407,8 @@ async def test_transient_poll_errors_are_retried_and_the_last_is_the_cause(
 
 async def test_connect_errors_on_polls_are_retried() -> None:
     handler, _ = scripted_api(
-        httpx.ConnectError("refused"),  # type: ignore[arg-type]
-        httpx.ReadTimeout("slow"),  # type: ignore[arg-type]
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
         {
             "job_id": JOB,
             "status": "complete",

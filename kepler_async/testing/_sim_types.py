@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import attrs
 
@@ -34,7 +35,8 @@ JSON = dict[str, object]
 @attrs.frozen
 class SimResponse:
     status: int
-    body: object
+    #: The decoded JSON body (what a test reads; any JSON value).
+    body: Any
     headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
