@@ -4,7 +4,7 @@ Every job is polled at the documented 5 s cadence against an in-process fake API
 ``httpx.MockTransport`` answering ``pending``; no sockets), so the process is asked for
 20,000 polls a second, more than it can serve. Competitors, each in its own process:
 
-- ``kepler_async``: handles watched by one scheduler (heap + one driver task,
+- ``kepler_async``: handles watched by one engine (heap + one scheduler task,
   ``max_in_flight`` workers), created with the engine's own ``watch``.
 - ``asyncio task per job``: the documented loop, one ``asyncio`` task per job.
 - ``anyio task per job``: the same as anyio task-group tasks.
@@ -72,7 +72,8 @@ def run_kepler_async(n: int, seconds: float) -> dict[str, Any]:
     import anyio
     import anyio.lowlevel
 
-    from kepler_async import AsyncKepler, PollPolicy, ScoreJob
+    from kepler_async import AsyncKepler, PollPolicy
+    from kepler_async._engine._handle import Job
 
     policy = PollPolicy(
         first_delay=INTERVAL,
@@ -91,21 +92,16 @@ def run_kepler_async(n: int, seconds: float) -> dict[str, Any]:
             transport=fake_transport(),
             poll_policy=policy,
         ) as kepler:
-            scheduler, dialect = kepler._scheduler, kepler._dialect
+            # As submit() does after a 202, minus the POST: a job record on the engine
+            # and the handle a caller holds.
+            channel = kepler._channel
             gc.collect()
             before = rss_bytes()
             jobs = []
             for job_id in job_ids:
-                job = ScoreJob(
-                    job_id,
-                    "x.com",
-                    api=dialect,
-                    policy=policy,
-                    scheduler=scheduler,
-                    http=kepler._http,
-                )
-                scheduler.watch(job)
-                jobs.append(job)
+                job: Job[Any] = Job(job_id, "x.com", channel)
+                channel._watch(job, None, first_poll_now=False)
+                jobs.append(channel.handle(job, None))
             gc.collect()
             per_job = (rss_bytes() - before) / n
             lags = await probe_lag(seconds)

@@ -154,6 +154,8 @@ def parse_json(raw: bytes, *, what: str) -> object:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"{what}: the body is not JSON: {excerpt(raw)!r}") from exc
+    except RecursionError:  # nested deeper than the decoder goes: not an answer of ours
+        raise ProtocolError(f"{what}: the body is nested too deeply to read") from None
 
 
 class OpenEnum(str, enum.Enum):

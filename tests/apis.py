@@ -43,6 +43,7 @@ class Wire(httpx.AsyncBaseTransport):
         self.gets = 0
         self.hold_posts = 0.0  # seconds each POST waits before it is sent
         self.lose_posts = 0  # the next N POSTs reach the API but their answers are lost
+        self.garble_posts = 0  # the next N POSTs reach the API; their answers are garbled
         self.refuse_posts: list[httpx.Response] = []  # canned answers for the next POSTs
         self.refuse_gets: list[httpx.Response] = []  # canned answers for the next GETs
         self.posted = anyio.Event()
@@ -59,6 +60,10 @@ class Wire(httpx.AsyncBaseTransport):
             if self.lose_posts:
                 self.lose_posts -= 1
                 raise httpx.ReadTimeout("the answer never came", request=request)
+            if self.garble_posts:
+                self.garble_posts -= 1
+                await response.aread()
+                return httpx.Response(response.status_code, content=b'{"job_id": "12')
             return response
         self.gets += 1
         if self.refuse_gets:

@@ -135,6 +135,25 @@ async def test_a_lost_answer_is_journaled_as_uncertain(api: Api, tmp_path: Path)
     assert api.jobs_started(sim) == 1
 
 
+async def test_a_garbled_answer_to_a_submit_is_in_doubt(api: Api, tmp_path: Path) -> None:
+    """The API took the submit (a job started) but its answer cannot be read."""
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    wire.garble_posts = 1
+    journal = tmp_path / "j.db"
+    async with api.client(sim, wire, journal=journal) as client:
+        if api.name in BILLED:
+            with pytest.raises(ka.SubmitUncertain):
+                await api.submit(client, 1)
+            entry = await journal_entry(journal, api, 1)
+            assert entry is not None
+            assert entry.state == "uncertain"
+        else:  # not paid work: an unreadable answer is a plain protocol error
+            with pytest.raises(ka.ProtocolError):
+                await api.submit(client, 1)
+    assert api.jobs_started(sim) == 1
+
+
 async def test_aclose_during_a_submit_journals_it_as_uncertain(api: Api, tmp_path: Path) -> None:
     sim = api.make_sim()
     wire = Wire(sim.create_app())

@@ -141,6 +141,21 @@ class _Flight:
         return self.job
 
 
+def _unreadable(request: Request, error: Exception) -> KeplerError:
+    """The error for a submit answer that cannot be read: a request that may start
+    paid work may have started it, so it is ``SubmitUncertain`` (and journaled so)."""
+    text = str(error) if isinstance(error, KeplerError) else type(error).__name__
+    if not request.billed:
+        return error if isinstance(error, KeplerError) else ProtocolError(text)
+    return SubmitUncertain(
+        f"the answer to {request.method} {request.path} could not be read ({text}); it may "
+        "have started a job, so it was not sent again",
+        method=request.method,
+        path=request.path,
+        request_sent=True,
+    )
+
+
 class Channel(Generic[R]):
     """One client's binding to an engine (see the module docstring)."""
 
@@ -251,14 +266,19 @@ class Channel(Generic[R]):
                     headers=request.headers,
                     billed=request.billed,
                 )
+            except ProtocolError as exc:  # answered, but not in a way we can read
+                raise _unreadable(request, exc) from exc
             finally:
                 self.engine.scheduler.limiter.release_on_behalf_of(token)
-            state = self.dialect.classify_submit(reply.status, reply.body)
-            if not isinstance(state, (Done, Accepted)):
-                raise ProtocolError(
-                    f"the {self.dialect.name} dialect classified a submit answer as "
-                    f"{type(state).__name__}, which the engine does not know"
-                )
+            try:
+                state = self.dialect.classify_submit(reply.status, reply.body)
+                if not isinstance(state, (Done, Accepted)):
+                    raise ProtocolError(
+                        f"the {self.dialect.name} dialect classified a submit answer as "
+                        f"{type(state).__name__}, which the engine does not know"
+                    )
+            except Exception as exc:  # whatever the bytes did to the dialect
+                raise _unreadable(request, exc) from exc
             if isinstance(state, Done):
                 job = Job.finished(None, subject, result=state.result)
                 job.channel = self

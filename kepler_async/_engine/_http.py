@@ -287,7 +287,7 @@ class HttpBoundary:
         if 200 <= status < 300:
             try:
                 return Reply(status=status, body=json_loads(raw), headers=response.headers)
-            except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+            except (ValueError, RecursionError):  # not JSON, or nested beyond reading
                 parse_json(raw, what=f"{method} {path} -> {status}")  # raises ProtocolError
                 raise  # pragma: no cover - parse_json raised already
         what = f"{method} {path} -> {status}"

@@ -2,7 +2,7 @@
 
 Every input ends as exactly one ``ScoreOutcome``: ``scored``, ``failed`` (with a typed
 error, ``InvalidDomain`` included) or ``not_attempted`` (with the reason). Inputs that
-normalise to the same domain share one job. Submits run in the client's driver task
+normalise to the same domain share one job. Submits run in the engine's task
 group; a job costs no task while it waits, only a done-callback.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
 import anyio
@@ -29,8 +29,13 @@ from ._domains import normalize_domain
 from ._models import Score
 
 if TYPE_CHECKING:
-    from ._client import AsyncKepler
+    from kepler_async._engine._engine import JobEngine
+
     from ._job import ScoreJob
+
+#: ``submit(domain, force_fresh, deadline)``: one domain's job, submitted from a task
+#: of the engine (``AsyncKepler._submit_domain``).
+Submit = Callable[[str, bool, "float | None"], Awaitable["ScoreJob"]]
 
 __all__ = ["ScoreBatch", "ScoreOutcome"]
 
@@ -70,13 +75,15 @@ class _Group:
 class _Batch:
     def __init__(
         self,
-        client: AsyncKepler,
+        engine: JobEngine,
+        submit: Submit,
         *,
         max_outstanding: int,
         force_fresh: bool,
         deadline: float | None,
     ) -> None:
-        self._client = client
+        self._engine = engine
+        self._submit_one = submit
         self._force_fresh = force_fresh
         self._deadline = deadline
         self._slots = anyio.Semaphore(max_outstanding)
@@ -160,16 +167,14 @@ class _Batch:
         group = _Group(domain, [(index, shown)])
         self._groups[domain] = group
         self._open_groups += 1
-        self._client.engine.scheduler.start_soon(self._submit, group)
+        self._engine.scheduler.start_soon(self._submit, group)
 
     async def _submit(self, group: _Group) -> None:
         base = ScoreOutcome(index=-1, input="", domain=group.domain, status="failed")
         waited = 0.0
         while True:
             try:
-                job = await self._client._submit_domain(
-                    group.domain, self._force_fresh, self._deadline, inline=True
-                )
+                job = await self._submit_one(group.domain, self._force_fresh, self._deadline)
             except ColdBudgetExhausted as error:
                 self._stop(f"not submitted: the cold budget is exhausted ({error.message})")
                 self._finish_group(group, attrs.evolve(base, error=error))
@@ -221,7 +226,8 @@ class ScoreBatch:
 
     def __init__(
         self,
-        client: AsyncKepler,
+        engine: JobEngine,
+        submit: Submit,
         domains: Iterable[str] | AsyncIterable[str],
         *,
         max_outstanding: int,
@@ -229,7 +235,8 @@ class ScoreBatch:
         deadline: float | None,
     ) -> None:
         self._outcomes = _outcomes(
-            client,
+            engine,
+            submit,
             domains,
             max_outstanding=max_outstanding,
             force_fresh=force_fresh,
@@ -254,18 +261,19 @@ class ScoreBatch:
 
 
 async def _outcomes(
-    client: AsyncKepler,
+    engine: JobEngine,
+    submit: Submit,
     domains: Iterable[str] | AsyncIterable[str],
     *,
     max_outstanding: int,
     force_fresh: bool,
     deadline: float | None,
 ) -> AsyncGenerator[ScoreOutcome, None]:
-    await client.engine.started()
+    await engine.started()
     batch = _Batch(
-        client, max_outstanding=max_outstanding, force_fresh=force_fresh, deadline=deadline
+        engine, submit, max_outstanding=max_outstanding, force_fresh=force_fresh, deadline=deadline
     )
-    client.engine.scheduler.start_soon(batch.feed, domains)
+    engine.scheduler.start_soon(batch.feed, domains)
     try:
         async with batch.receive:
             async for outcome in batch.receive:

@@ -145,6 +145,12 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         )
         return job
 
+    async def _submit_in_engine(
+        self, name: str, force_fresh: bool, deadline: float | None
+    ) -> ScoreJob:
+        """``score_many``'s submit: it runs in a task of the engine already."""
+        return await self._submit_domain(name, force_fresh, deadline, inline=True)
+
     def resume(
         self,
         job_id: str,
@@ -185,7 +191,8 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         if max_outstanding < 1:
             raise ConfigurationError(f"max_outstanding must be >= 1, got {max_outstanding}")
         return ScoreBatch(
-            self,
+            self.engine,
+            self._submit_in_engine,
             domains,
             max_outstanding=max_outstanding,
             force_fresh=bool(force_fresh),
