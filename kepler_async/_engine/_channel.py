@@ -256,7 +256,7 @@ class Channel(Generic[R]):
         error: BaseException | None = None
         try:
             token = object()
-            await self.engine.scheduler.limiter.acquire_on_behalf_of(token)
+            await self.engine.scheduler.acquire(token)
             try:
                 reply = await self.http.request(
                     request.method,
