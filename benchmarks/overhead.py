@@ -137,7 +137,10 @@ def run_kepler_async(jobs: int, polls: int) -> dict[str, Any]:
 
     from kepler_async import AsyncKepler, PollPolicy
 
-    policy = PollPolicy(first_delay=0, interval=0, multiplier=1, cap=0, jitter=0, deadline=None)
+    # The shortest intervals a policy takes (MIN_POLL_INTERVAL): polls as fast as allowed.
+    policy = PollPolicy(
+        first_delay=0, interval=0.001, multiplier=1, cap=0.001, jitter=0, deadline=None
+    )
 
     async def main() -> int:
         async with AsyncKepler(

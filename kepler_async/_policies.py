@@ -14,23 +14,55 @@ from typing import Any
 
 import attrs
 
+from kepler_async._exceptions import ConfigurationError
+
 __all__ = [
     "DEFAULT",
+    "MIN_POLL_INTERVAL",
     "PollPolicy",
     "RetryPolicy",
     "UseDefault",
     "backoff_delay",
+    "check_deadline",
+    "check_seconds",
     "parse_retry_after",
     "policy_for",
 ]
 
 
-def _finite_non_negative(name: str) -> Callable[[object, attrs.Attribute[float], float], None]:
+#: The shortest interval between two polls of one job a policy may ask for (seconds):
+#: short enough for a simulator sped up 1,000 times, long enough that a slip (``cap=0``)
+#: cannot poll one job thousands of times a second.
+MIN_POLL_INTERVAL = 0.001
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_seconds(name: str, value: object, *, minimum: float = 0.0, above: bool = False) -> float:
+    """``value`` as a finite float of at least ``minimum`` (more than it, if ``above``),
+    or ``ConfigurationError`` (a ``ValueError``) naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number of seconds, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ConfigurationError(f"{name} is too large to be a number of seconds") from None
+    if math.isnan(number) or math.isinf(number):
+        raise ConfigurationError(f"{name} must be a finite number, got {_shown(value)}")
+    if number < minimum or (above and number == minimum):
+        relation = ">" if above else ">="
+        raise ConfigurationError(f"{name} must be {relation} {minimum:g}, got {_shown(value)}")
+    return number
+
+
+def _finite_non_negative(
+    name: str, minimum: float = 0.0
+) -> Callable[[object, attrs.Attribute[float], float], None]:
     def check(_: object, __: attrs.Attribute[float], value: float) -> None:
-        if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        if math.isinf(value):
-            raise ValueError(f"{name} must be finite, got {value!r}")
+        check_seconds(name, value, minimum=minimum)
 
     return check
 
@@ -57,12 +89,12 @@ class RetryPolicy:
     @attempts.validator
     def _check_attempts(self, _: attrs.Attribute[int], value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"attempts must be an integer >= 1, got {value!r}")
+            raise ConfigurationError(f"attempts must be an integer >= 1, got {_shown(value)}")
 
     @jitter.validator
     def _check_jitter(self, _: attrs.Attribute[float], value: float) -> None:
         if value > 1:
-            raise ValueError(f"jitter must be between 0 and 1, got {value!r}")
+            raise ConfigurationError(f"jitter must be between 0 and 1, got {value!r}")
 
     def delay(
         self,
@@ -136,13 +168,17 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - now).total_seconds())
 
 
-def _optional_deadline(_: object, __: attrs.Attribute[Any], value: Any) -> None:
+def check_deadline(value: object) -> float | None:
+    """A deadline in seconds (> 0), or None for none; ``ConfigurationError`` otherwise."""
     if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"deadline must be a number of seconds > 0 or None, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"deadline must be > 0 seconds (or None for none), got {value!r}")
+        return None
+    if isinstance(value, float) and math.isinf(value):
+        raise ConfigurationError("deadline must be finite: pass None for no deadline")
+    return check_seconds("deadline", value, above=True)
+
+
+def _optional_deadline(_: object, __: attrs.Attribute[Any], value: Any) -> None:
+    check_deadline(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -159,9 +195,11 @@ class PollPolicy:
     """
 
     first_delay: float = attrs.field(default=20.0, validator=_finite_non_negative("first_delay"))
-    interval: float = attrs.field(default=4.0, validator=_finite_non_negative("interval"))
+    interval: float = attrs.field(
+        default=4.0, validator=_finite_non_negative("interval", MIN_POLL_INTERVAL)
+    )
     multiplier: float = attrs.field(default=1.1, validator=_finite_non_negative("multiplier"))
-    cap: float = attrs.field(default=10.0, validator=_finite_non_negative("cap"))
+    cap: float = attrs.field(default=10.0, validator=_finite_non_negative("cap", MIN_POLL_INTERVAL))
     jitter: float = attrs.field(default=0.1, validator=_finite_non_negative("jitter"))
     deadline: float | None = attrs.field(default=180.0, validator=_optional_deadline)
     #: Learn the API's job durations and poll when a poll is likely to find the job
@@ -171,12 +209,20 @@ class PollPolicy:
     @jitter.validator
     def _check_jitter(self, _: attrs.Attribute[float], value: float) -> None:
         if value > 1:
-            raise ValueError(f"jitter must be between 0 and 1, got {value!r}")
+            raise ConfigurationError(f"jitter must be between 0 and 1, got {value!r}")
 
     @multiplier.validator
     def _check_multiplier(self, _: attrs.Attribute[float], value: float) -> None:
         if value < 1:
-            raise ValueError(f"multiplier must be >= 1, got {value!r}")
+            raise ConfigurationError(f"multiplier must be >= 1, got {value!r}")
+
+    @cap.validator
+    def _check_cap(self, _: attrs.Attribute[float], value: float) -> None:
+        if value < self.interval:
+            raise ConfigurationError(
+                f"cap ({value:g}) must be >= interval ({self.interval:g}): the delay grows "
+                "from interval up to cap"
+            )
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds before poll number ``attempt + 1`` (``attempt`` 0 is the first poll)."""
@@ -192,14 +238,14 @@ class PollPolicy:
         )
 
     def scaled(self, factor: float) -> PollPolicy:
-        """This policy with every duration multiplied by ``factor`` (for sped-up tests)."""
-        if not (isinstance(factor, (int, float)) and factor > 0 and math.isfinite(factor)):
-            raise ValueError(f"factor must be a positive number, got {factor!r}")
+        """This policy with every duration multiplied by ``factor`` (for sped-up tests);
+        intervals never go below ``MIN_POLL_INTERVAL``."""
+        check_seconds("factor", factor, above=True)
         return attrs.evolve(
             self,
             first_delay=self.first_delay * factor,
-            interval=self.interval * factor,
-            cap=self.cap * factor,
+            interval=max(MIN_POLL_INTERVAL, self.interval * factor),
+            cap=max(MIN_POLL_INTERVAL, self.cap * factor),
             deadline=None if self.deadline is None else self.deadline * factor,
         )
 

@@ -134,5 +134,7 @@ class FakeClient(ApiClient[int]):
         return handle
 
 
-def fake_client(server: FakeServer, **kwargs: Any) -> FakeClient:
-    return FakeClient(FAKE_KEY, transport=server.transport(), **kwargs)
+def fake_client(
+    server: FakeServer, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any
+) -> FakeClient:
+    return FakeClient(FAKE_KEY, transport=transport or server.transport(), **kwargs)

@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from kepler_async import RetryPolicy
-from kepler_async._policies import backoff_delay, parse_retry_after
+import kepler_async as ka
+from kepler_async import PollPolicy, RetryPolicy
+from kepler_async._policies import MIN_POLL_INTERVAL, backoff_delay, parse_retry_after
 
 NOW = datetime(2026, 5, 12, 18, 30, 0, tzinfo=timezone.utc)
 
@@ -91,3 +92,55 @@ def test_retry_policy_prefers_a_longer_retry_after_up_to_its_cap() -> None:
 def test_retry_policy_rejects_bad_values(kwargs) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         RetryPolicy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        pytest.param({"interval": math.nan}, "interval", id="nan-interval"),
+        pytest.param({"interval": 0}, "interval", id="zero-interval"),
+        pytest.param({"interval": -1}, "interval", id="negative-interval"),
+        pytest.param({"interval": 0.0001}, "interval", id="below-the-floor"),
+        pytest.param({"cap": 0}, "cap", id="cap-zero"),
+        pytest.param({"interval": 5, "cap": 2}, "cap", id="cap-below-interval"),
+        pytest.param({"first_delay": math.inf}, "first_delay", id="infinite-first-delay"),
+        pytest.param({"first_delay": 10**400}, "first_delay", id="too-large-for-a-float"),
+        pytest.param({"deadline": math.inf}, "deadline", id="infinite-deadline"),
+        pytest.param({"deadline": math.nan}, "deadline", id="nan-deadline"),
+        pytest.param({"deadline": 10**400}, "deadline", id="huge-deadline"),
+        pytest.param({"deadline": 0}, "deadline", id="zero-deadline"),
+        pytest.param({"multiplier": True}, "multiplier", id="bool-multiplier"),
+    ],
+)
+def test_poll_policy_rejects_values_that_make_no_sense(kwargs, named: str) -> None:
+    with pytest.raises(ka.ConfigurationError, match=named) as info:
+        PollPolicy(**kwargs)
+    assert isinstance(info.value, ValueError)
+    assert len(str(info.value)) < 200  # a 400-digit number is not quoted whole
+
+
+def test_the_poll_interval_floor_is_documented_and_kept_when_scaling() -> None:
+    assert MIN_POLL_INTERVAL == 0.001
+    PollPolicy(interval=MIN_POLL_INTERVAL, cap=MIN_POLL_INTERVAL)
+    scaled = PollPolicy().scaled(1e-9)
+    assert scaled.interval == scaled.cap == MIN_POLL_INTERVAL
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [math.nan, math.inf, 0, -1, 10**400, True, "5"],
+    ids=["nan", "inf", "zero", "negative", "huge", "bool", "str"],
+)
+def test_a_client_refuses_a_timeout_that_makes_no_sense(timeout: object) -> None:
+    with pytest.raises(ka.ConfigurationError, match="timeout"):
+        ka.AsyncKepler("ki_test_x1", timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "deadline", [math.nan, math.inf, 0, -5, 10**400], ids=["nan", "inf", "zero", "neg", "huge"]
+)
+@pytest.mark.anyio
+async def test_a_call_refuses_a_deadline_that_makes_no_sense(deadline: object) -> None:
+    async with ka.AsyncKepler("ki_test_x1", base_url="http://127.0.0.1:9") as kepler:
+        with pytest.raises(ka.ConfigurationError, match="deadline"):
+            await kepler.score("stripe.com", deadline=deadline)  # type: ignore[arg-type]

@@ -9,7 +9,6 @@ small one.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -21,7 +20,14 @@ import httpx
 
 from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
 from kepler_async._exceptions import APIError, ClientClosed, ConfigurationError
-from kepler_async._policies import DEFAULT, PollPolicy, RetryPolicy, UseDefault, policy_for
+from kepler_async._policies import (
+    DEFAULT,
+    PollPolicy,
+    RetryPolicy,
+    UseDefault,
+    check_deadline,
+    check_seconds,
+)
 
 from ._channel import Channel, EngineStatistics
 from ._engine import CLOSE_BOUND, JobEngine
@@ -93,12 +99,7 @@ class ApiClient(Generic[R]):
         url = self._resolve_base_url(base_url)
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not (0 < timeout < math.inf)
-        ):
-            raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
+        timeout = check_seconds("timeout", timeout, above=True)
         if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
             raise ConfigurationError("poll_policy must be a PollPolicy")
         if engine is not None and not isinstance(engine, JobEngine):
@@ -255,7 +256,9 @@ class ApiClient(Generic[R]):
 
     def _deadline(self, deadline: float | UseDefault | None) -> float | None:
         """Seconds a call waits (``DEFAULT``: the poll policy's); checked."""
-        return policy_for(self._channel.policy, deadline).deadline
+        if isinstance(deadline, UseDefault):
+            return self._channel.policy.deadline
+        return check_deadline(deadline)
 
     async def _submit(
         self,

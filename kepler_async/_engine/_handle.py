@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import anyio
 
 from kepler_async._exceptions import DeadlineExceeded, JobNotDone, PollingCancelled
+from kepler_async._policies import check_seconds
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -266,6 +267,7 @@ class JobHandle(Generic[R]):
         """
         if timeout is None:
             return await self
+        timeout = check_seconds("timeout", timeout)
         with anyio.move_on_after(timeout):
             return await self
         raise TimeoutError(f"job {self.job_id} did not finish within {timeout:g}s")

@@ -56,10 +56,16 @@ _EARLY = 0.001
 #: The engine does its own retrying (on each job's schedule), so requests it sends are
 #: tried once by the HTTP layer.
 _ONCE = RetryPolicy(attempts=1)
+#: How long after its deadline a job's last poll may still answer (seconds): a poll in
+#: flight then is abandoned, and a job that waited that long for a free slot fails
+#: without it. ``DeadlineExceeded`` comes at most this late.
+DEADLINE_GRACE = 0.2
 #: The longest a poll worker runs polls back to back before it lets the event loop
-#: turn (an in-process transport answers without ever yielding). Yielding after every
-#: poll instead cost 1.27x raw httpx's CPU per cold job in benchmarks/overhead.py,
-#: against 1.03-1.08x this way (2 cores, 2026-11-22).
+#: turn (an in-process transport answers without ever yielding; a network transport
+#: yields on every request, so this costs it nothing). Yielding after every poll
+#: instead cost 1.27x raw httpx's CPU per cold job in benchmarks/overhead.py, against
+#: 1.03-1.08x this way (2 cores, 2026-11-22, zero poll intervals; 1.22x at the
+#: MIN_POLL_INTERVAL the benchmark now uses).
 _MAX_STALL = 0.0005
 
 
@@ -212,12 +218,19 @@ class Scheduler:
                 continue
             if self._workers >= self.max_in_flight:
                 # Every slot has a worker, and workers take due jobs as they go:
-                # wait for one to run out of work instead of churning the limiter.
+                # wait for one to run out of work instead of churning the limiter,
+                # failing meanwhile the jobs whose deadline passes while they wait.
                 self._worker_free = anyio.Event()
-                await self._worker_free.wait()
+                with anyio.move_on_after(DEADLINE_GRACE / 2):
+                    await self._worker_free.wait()
+                self._expire_overdue()
                 continue
             token = _Token()
-            await self.acquire(token)
+            with anyio.move_on_after(DEADLINE_GRACE / 2) as waited:
+                await self.acquire(token)
+            if waited.cancelled_caught:  # submits hold every slot
+                self._expire_overdue()
+                continue
             # The wait for a slot may have let a worker take this job.
             if heap and heap[0][1] is job and not job.done():
                 heapq.heappop(heap)
@@ -226,6 +239,23 @@ class Scheduler:
                 self._tg.start_soon(self._work, token, job)
             else:
                 self.limiter.release_on_behalf_of(token)
+
+    def _expire_overdue(self) -> None:
+        """Fail the due jobs whose deadline (and grace) passed while they waited."""
+        heap = self._heap
+        now = self.clock()
+        kept: list[tuple[float, Job[Any]]] = []
+        while heap and heap[0][0] <= now:
+            item = heapq.heappop(heap)
+            job = item[1]
+            if job.done():
+                continue
+            if job.deadline + DEADLINE_GRACE <= now:
+                self._deadline_exceeded(job, "every request slot was busy at its deadline")
+            else:
+                kept.append(item)
+        for item in kept:
+            heapq.heappush(heap, item)
 
     def _held(self, job: Job[Any], now: float) -> bool:
         """True (and the job moved) if its channel is paused by a throttle now."""
@@ -236,7 +266,11 @@ class Scheduler:
             return False
         heapq.heappop(self._heap)
         if job.deadline <= now + _EARLY:
-            self._deadline_exceeded(job)
+            self._deadline_exceeded(
+                job,
+                "a 429 held every request of the client at its deadline, for "
+                f"{paused_until - now:.1f}s more: no last poll was sent",
+            )
         else:
             self._push(job, min(paused_until, job.deadline))
         return True
@@ -288,8 +322,23 @@ class Scheduler:
         while not job.done():
             fetching = job.fetch is not None
             request = job.fetch or api.poll_request(job_id)
+            now = self.clock()
+            if now >= job.deadline + DEADLINE_GRACE:  # it waited past its deadline
+                self._deadline_exceeded(job, "no request slot was free at its deadline")
+                return
             try:
-                body = await self._send(channel, request)
+                if job.deadline == math.inf:
+                    body = await self._send(channel, request)
+                else:
+                    # A hard stop: an answer that has not come by the deadline (and
+                    # its grace), body included, is not waited for.
+                    with anyio.move_on_after(job.deadline + DEADLINE_GRACE - now) as scope:
+                        body = await self._send(channel, request)
+                    if scope.cancelled_caught:
+                        self._deadline_exceeded(
+                            job, "the poll in flight at its deadline had no answer yet"
+                        )
+                        return
             except (KeplerError, RecursionError, ValueError, TypeError) as caught:
                 # Our tree, or bytes no decoder survived (too deep, too big): the
                 # latter fail this job only, never the scheduler.
@@ -412,12 +461,12 @@ class Scheduler:
         # middle). Done at the first poll: all we know is that it took at most this.
         model.observe((job.pending_age + age) / 2 if job.pending_age else age)
 
-    def _deadline_exceeded(self, job: Job[Any]) -> None:
+    def _deadline_exceeded(self, job: Job[Any], why: str | None = None) -> None:
         waited = self.clock() - job.submitted_at
         error = DeadlineExceeded(
             f"job {job.job_id} ({job.subject}) was still pending at its deadline, "
-            f"{waited:.1f}s after it was watched; it goes on server-side and can be "
-            "resumed by its job id",
+            f"{waited:.1f}s after it was watched{f' ({why})' if why else ''}; it goes on "
+            "server-side and can be resumed by its job id",
             job_id=job.job_id,
             subject=job.subject,
         )
