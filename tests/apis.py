@@ -46,6 +46,7 @@ class Wire(httpx.AsyncBaseTransport):
         self.garble_posts = 0  # the next N POSTs reach the API; their answers are garbled
         self.refuse_posts: list[httpx.Response] = []  # canned answers for the next POSTs
         self.refuse_gets: list[httpx.Response] = []  # canned answers for the next GETs
+        self.answer_paths: dict[str, httpx.Response] = {}  # a GET path's next answer
         self.posted = anyio.Event()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -66,6 +67,8 @@ class Wire(httpx.AsyncBaseTransport):
                 return httpx.Response(response.status_code, content=b'{"job_id": "12')
             return response
         self.gets += 1
+        if request.url.path in self.answer_paths:
+            return self.answer_paths.pop(request.url.path)
         if self.refuse_gets:
             return self.refuse_gets.pop(0)
         return await self.inner.handle_async_request(request)

@@ -119,15 +119,37 @@ async def test_cold_budget_exhaustion_stops_submitting_and_reports_the_rest(
     assert max(sim.counters.cold_runs_billed.values()) == 1
 
 
-async def test_a_per_key_breaker_is_waited_out(sim: KeplerSimulator) -> None:
+async def test_a_cold_limit_ends_the_rest_not_attempted_and_the_accepted_jobs_finish(
+    sim: KeplerSimulator,
+) -> None:
     sim = KeplerSimulator(seed=5, clock=anyio.current_time, per_key_cold_per_hour=10)
     async with AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=asgi_transport(sim)) as k:
         start = anyio.current_time()
-        outcomes = await collect(k.score_many([f"d{i}.com" for i in range(15)], deadline=None))
+        outcomes = await collect(k.score_many([f"d{i}.com" for i in range(15)]))
+        took = anyio.current_time() - start
+    by_status = Counter(o.status for o in outcomes)
+    assert by_status["not_attempted"] == 5
+    assert by_status["scored"] + by_status["failed"] == 10
+    assert not any(isinstance(o.error, ka.DeadlineExceeded) for o in outcomes)
+    reasons = {o.reason for o in outcomes if o.status == "not_attempted"}
+    assert len(reasons) == 1
+    reason = str(reasons.pop())
+    assert "per_key_cold_1h" in reason
+    assert "lifts at" in reason
+    assert sim.counters.total_cold_runs == 10
+    assert took < 200  # about as long as the accepted jobs take, not the limit's hour
+
+
+async def test_wait_for_budget_waits_the_cold_limit_out(sim: KeplerSimulator) -> None:
+    sim = KeplerSimulator(seed=5, clock=anyio.current_time, per_key_cold_per_hour=10)
+    async with AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=asgi_transport(sim)) as k:
+        start = anyio.current_time()
+        batch = k.score_many([f"d{i}.com" for i in range(15)], deadline=None, wait_for_budget=True)
+        outcomes = await collect(batch)
     assert Counter(o.status for o in outcomes)["not_attempted"] == 0
     assert all(o.job_id for o in outcomes)
     assert sim.counters.total_cold_runs == 15
-    assert anyio.current_time() - start >= 3600 - 1  # the breaker's hour passed
+    assert anyio.current_time() - start >= 3600 - 1  # the limit's hour passed
 
 
 async def test_async_iterables_are_accepted(kepler: AsyncKepler) -> None:

@@ -185,6 +185,7 @@ class Channel(Generic[R]):
         self._jobs: dict[str, Job[R]] = {}  # pending jobs by job id
         self._by_key: dict[Hashable, Job[R]] = {}  # pending jobs by submission key
         self._flights: dict[Hashable, _Flight] = {}
+        self._on_close: list[Callable[[], None]] = []
         self.closed = False
         engine._attach(self)
 
@@ -466,9 +467,30 @@ class Channel(Generic[R]):
             raise ClientClosed("this client is closed; create a new one")
 
     def close(self) -> None:
-        """Fail this channel's unfinished jobs with ``ClientClosed`` (their ids kept)."""
+        """Fail this channel's unfinished jobs with ``ClientClosed`` (their ids kept),
+        then tell whoever asked (``on_close``)."""
         self.closed = True
         self.fail_all(lambda job: ClientClosed("the client was closed", job_id=job.job_id))
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # one listener's trouble is its own
+                logger.exception("a close callback of the %s client raised", self.dialect.name)
+
+    def on_close(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` when the channel closes; returns a function that cancels
+        the call (a batch that ends first unsubscribes)."""
+        if self.closed:
+            callback()
+            return lambda: None
+        self._on_close.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._on_close:
+                self._on_close.remove(callback)
+
+        return unsubscribe
 
     def statistics(self) -> EngineStatistics:
         return self.engine._statistics([self])

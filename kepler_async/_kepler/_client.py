@@ -176,15 +176,26 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
         force_fresh: bool = False,
         deadline: float | UseDefault | None = DEFAULT,
+        wait_for_budget: bool = False,
     ) -> ScoreBatch:
         """Score many domains; yield one ``ScoreOutcome`` per input as they finish.
 
         Inputs that normalise to the same domain share one job. At most
-        ``max_outstanding`` jobs are submitted and unfinished at a time. After
-        ``ColdBudgetExhausted`` nothing more is submitted and the remaining inputs
-        come out ``not_attempted``. Bad domains come out as ``InvalidDomain`` failures.
+        ``max_outstanding`` jobs are submitted and unfinished at a time; ``domains``
+        is read in the caller's task, as the caller iterates. A cold-run limit (429
+        ``per_key_cold_1h``, ``account_cold_24h``) ends the inputs not yet submitted
+        as ``not_attempted``, with the time it lifts; ``wait_for_budget=True`` waits
+        for it instead (up to an hour at a time). After ``ColdBudgetExhausted``
+        nothing more is submitted. Bad domains come out as ``InvalidDomain`` failures.
+        Closing the client ends the batch: unfinished inputs fail with
+        ``ClientClosed`` (with their job ids).
         """
         self._check_open()
+        if isinstance(domains, (str, bytes)) or not isinstance(domains, (Iterable, AsyncIterable)):
+            raise TypeError(
+                "score_many takes an iterable of domains (a list, a generator...), not "
+                f"{type(domains).__name__}"
+            )
         checked = self._deadline(deadline)
         if isinstance(max_outstanding, bool) or not isinstance(max_outstanding, int):
             raise ConfigurationError("max_outstanding must be an integer")
@@ -194,7 +205,10 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
             self.engine,
             self._submit_in_engine,
             domains,
+            throttle=self._channel.dialect.throttle_scope,
+            on_close=self._channel.on_close,
             max_outstanding=max_outstanding,
             force_fresh=bool(force_fresh),
             deadline=checked,
+            wait_for_budget=bool(wait_for_budget),
         )
