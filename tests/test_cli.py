@@ -295,3 +295,42 @@ def test_sigint_stops_cleanly_with_130_and_a_usable_journal(
     _, err = again.communicate(timeout=120)
     assert again.returncode in (0, 1), err
     assert fast_sim.counters.total_cold_runs == len(domains)
+
+
+def _limited_run(runner: CliRunner, *extra: str) -> tuple[int, list[dict[str, object]]]:
+    sim = KeplerSimulator(seed=2, time_scale=0.001, failure_mix={}, per_key_cold_per_hour=2)
+    with serve(create_app(sim)) as url:
+        result = runner.invoke(
+            main,
+            [
+                *("score", "a.com", "b.com", "c.com", "d.com", "--base-url", url),
+                *("--poll-scale", "0.001", "-q", *extra),
+            ],
+        )
+    return result.exit_code, rows(result.stdout)
+
+
+def test_a_cold_limit_reports_the_rest_not_attempted_with_when_it_lifts(
+    runner: CliRunner,
+) -> None:
+    code, out = _limited_run(runner)
+    assert code == 1
+    by_status = sorted(str(r["status"]) for r in out)
+    assert by_status == ["not_attempted", "not_attempted", "scored", "scored"]
+    reasons = {str(r["message"]) for r in out if r["status"] == "not_attempted"}
+    assert all("lifts at" in reason for reason in reasons), reasons
+
+
+def test_wait_for_budget_waits_the_cold_limit_out(runner: CliRunner) -> None:
+    code, out = _limited_run(runner, "--wait-for-budget")
+    assert code == 0
+    assert sorted(str(r["status"]) for r in out) == ["scored"] * 4
+
+
+def test_the_progress_line_says_when_it_waits_for_the_cold_budget() -> None:
+    from kepler_async.cli._run import Tally
+
+    tally = Tally(total=10, scored=2)
+    assert "waiting" not in tally.line()
+    tally.waiting_until = time.mktime((2026, 11, 22, 17, 45, 0, 0, 0, -1))
+    assert tally.line().endswith("waiting for cold budget until 17:45")

@@ -100,7 +100,11 @@ def row_for(item: InputLine, outcome: ScoreOutcome, elapsed: float) -> dict[str,
         "scored_at": score.scored_at.isoformat() if score else None,
         "job_id": outcome.job_id,
         "error": type(error).__name__ if error else None,
-        "message": error.message if error else outcome.reason,
+        "message": (
+            outcome.reason
+            if outcome.status == "not_attempted"
+            else (error.message if error else None)
+        ),
         "failure_reason": getattr(error, "failure_reason", None),
         "elapsed_s": round(elapsed, 3),
     }

@@ -90,6 +90,12 @@ def main() -> None:
     show_default=True,
     help="Scale poll delays (e.g. 0.01 for a simulator at time scale 0.01).",
 )
+@click.option(
+    "--wait-for-budget",
+    is_flag=True,
+    help="When a cold-run limit (per key per hour, per account per day) is reached, wait "
+    "for it to lift instead of reporting the rest as not attempted.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
 def score(
     domains: tuple[str, ...],
@@ -101,6 +107,7 @@ def score(
     journal: str | None,
     base_url: str | None,
     poll_scale: float,
+    wait_for_budget: bool,
     quiet: bool,
 ) -> None:
     """Score DOMAIN... (and/or the domains of --file). The key comes from KEPLER_API_KEY.
@@ -133,6 +140,7 @@ def score(
                 max_outstanding=max_outstanding,
                 deadline=deadline,
                 console=live,
+                wait_for_budget=wait_for_budget,
             )
 
     try:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kepler_async._kepler._batch import ScoreOutcome
+from kepler_async._kepler._batch import ScoreBatch, ScoreOutcome
 from kepler_async._kepler._client import AsyncKepler
 
 from ._io import InputLine, RowWriter, row_for
@@ -38,6 +38,8 @@ class Tally:
     polls: int = 0
     polls_per_job: float = 0.0
     elapsed: float = 0.0
+    #: While submits wait for a cold-run limit (--wait-for-budget): when it lifts.
+    waiting_until: float | None = None
 
     @property
     def finished(self) -> int:
@@ -55,10 +57,14 @@ class Tally:
 
     def line(self) -> str:
         pending = self.total - self.finished
-        return (
+        text = (
             f"done {self.scored} · failed {self.failed} · pending {pending} · "
             f"not attempted {self.not_attempted} · polls {self.polls}"
         )
+        if self.waiting_until is not None:
+            lifts = time.strftime("%H:%M", time.localtime(self.waiting_until))
+            text += f" · waiting for cold budget until {lifts}"
+        return text
 
 
 def _progress(console: Console) -> Progress:
@@ -89,6 +95,7 @@ async def run_batch(
     max_outstanding: int,
     deadline: float | None,
     console: Console | None,
+    wait_for_budget: bool = False,
 ) -> Tally:
     """Score every input through ``score_many``; one row per input, as they finish.
 
@@ -102,8 +109,11 @@ async def run_batch(
         progress.start()
         task = progress.add_task(tally.line(), total=len(items), eta="-")
 
+    batch: ScoreBatch | None = None
+
     def refresh() -> None:
         stats = kepler.statistics()
+        tally.waiting_until = batch.waiting_until if batch is not None else None
         tally.polls = stats.polls_sent
         tally.cold_runs = stats.jobs_started
         tally.polls_per_job = stats.polls_per_finished_job
@@ -124,10 +134,13 @@ async def run_batch(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(tick)
-            stream = kepler.score_many(
-                [item.raw for item in items], max_outstanding=max_outstanding, deadline=deadline
+            batch = kepler.score_many(
+                [item.raw for item in items],
+                max_outstanding=max_outstanding,
+                deadline=deadline,
+                wait_for_budget=wait_for_budget,
             )
-            async for outcome in stream:
+            async for outcome in batch:
                 writer.write(row_for(items[outcome.index], outcome, time.monotonic() - start))
                 tally.add(outcome)
                 refresh()
