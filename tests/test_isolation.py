@@ -132,7 +132,7 @@ async def test_a_cold_limit_in_a_big_batch_stalls_nothing() -> None:
 # --- hostile bytes ---------------------------------------------------------------------------
 
 
-async def test_a_deeply_nested_answer_fails_that_job_only() -> None:
+async def test_a_deeply_nested_answer_is_a_transient_fault_of_that_job() -> None:
     sim = make_sim(per_key_cold_per_hour=None)
     wire = Wire(sim.create_app())
     async with kepler_on(sim, wire) as kepler:
@@ -140,9 +140,40 @@ async def test_a_deeply_nested_answer_fails_that_job_only() -> None:
         fine = await kepler.submit("fine.com")
         deep = b"[" * 200_000 + b"]" * 200_000
         wire.answer_paths[f"/v1/jobs/{hostile.job_id}"] = httpx.Response(200, content=deep)
-        with pytest.raises(ka.ProtocolError, match="nested too deeply"):
-            await hostile
+        assert (await hostile).domain == "hostile.com"  # the next poll read fine
         assert (await fine).domain == "fine.com"
+        assert kepler.statistics().transient_errors == 1
+
+
+async def test_an_answer_that_never_clears_is_the_cause_of_the_deadline() -> None:
+    sim = make_sim(per_key_cold_per_hour=None)
+    sim.script("garbled.com", duration=500)
+    wire = Wire(sim.create_app())
+    async with kepler_on(sim, wire) as kepler:
+        job = await kepler.submit("garbled.com", deadline=120)
+        path = f"/v1/jobs/{job.job_id}"
+
+        async def keep_garbling() -> None:
+            while not job.done():
+                wire.answer_paths[path] = httpx.Response(200, content=b'{"status": "pen')
+                await anyio.sleep(0.5)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keep_garbling)
+            with pytest.raises(ka.DeadlineExceeded) as info:
+                await job
+        assert isinstance(info.value.__cause__, ka.ProtocolError)
+
+
+async def test_a_well_formed_answer_with_an_unknown_status_fails_the_job_at_once() -> None:
+    sim = make_sim(per_key_cold_per_hour=None)
+    wire = Wire(sim.create_app())
+    async with kepler_on(sim, wire) as kepler:
+        job = await kepler.submit("odd.com")
+        odd = httpx.Response(200, json={"job_id": job.job_id, "status": "exploded"})
+        wire.answer_paths[f"/v1/jobs/{job.job_id}"] = odd
+        with pytest.raises(ka.ProtocolError, match="unknown status"):
+            await job
 
 
 # --- one event loop per client ----------------------------------------------------------------
