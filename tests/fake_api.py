@@ -121,6 +121,7 @@ class FakeClient(ApiClient[int]):
         duration: float = 5.0,
         status: str = "done",
         deadline: float | UseDefault | None = DEFAULT,
+        journal_key: str | None = None,
     ) -> JobHandle[int]:
         request = Request(
             method="POST",
@@ -129,7 +130,7 @@ class FakeClient(ApiClient[int]):
             billed=True,
         )
         handle: JobHandle[int] = await self._submit(
-            request, subject=f"value {value}", deadline=deadline, journal_key=None
+            request, subject=f"value {value}", deadline=deadline, journal_key=journal_key
         )
         return handle
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 
 import anyio
 import pytest
@@ -205,3 +206,33 @@ async def test_several_errors_do_come_out_as_a_group() -> None:
         async with fake_client(FakeServer()), anyio.create_task_group() as tg:
             tg.start_soon(fail, ValueError("a"))
             tg.start_soon(fail, KeyError("b"))
+
+
+async def test_aclose_is_bounded_even_if_the_journal_hangs(tmp_path: object) -> None:
+    """A journal write stuck on a hung disk does not hold aclose() past its bound."""
+    import threading
+    from pathlib import Path
+
+    from kepler_async._engine._channel import JOURNAL_WRITE_BOUND
+
+    release = threading.Event()
+
+    class HungDisk(ka.SQLiteJobStore):
+        def _run(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+            if sql.startswith("INSERT INTO jobs") and "'done'" in sql:
+                release.wait(30)  # the disk never answers (until the test ends)
+            return super()._run(sql, params)
+
+    server = FakeServer()
+    store = HungDisk(Path(str(tmp_path)) / "j.db")
+    client = fake_client(server, journal=store)
+    try:
+        async with client:
+            handle = await client.submit_job(1, journal_key="k1")
+            assert await handle == 1  # its outcome's journal write now hangs
+            start = anyio.current_time()
+            wall = time.monotonic()
+        assert anyio.current_time() - start <= JOURNAL_WRITE_BOUND + 1
+        assert time.monotonic() - wall < 10  # not held by the disk's 30 s
+    finally:
+        release.set()

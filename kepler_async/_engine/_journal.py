@@ -168,7 +168,9 @@ class SQLiteJobStore:
     async def _call(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         if not self._threaded:
             return self._run(sql, params)
-        return await anyio.to_thread.run_sync(self._run, sql, params)
+        # A statement stuck on a hung disk must not hold up a bounded close: the wait
+        # for it can be given up (the statement finishes, or not, in its thread).
+        return await anyio.to_thread.run_sync(self._run, sql, params, abandon_on_cancel=True)
 
     def _bind_sync(self, base_url: str, fingerprint: str) -> None:
         with self._lock:
