@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -334,3 +335,52 @@ def test_the_progress_line_says_when_it_waits_for_the_cold_budget() -> None:
     assert "waiting" not in tally.line()
     tally.waiting_until = time.mktime((2026, 11, 22, 17, 45, 0, 0, 0, -1))
     assert tally.line().endswith("waiting for cold budget until 17:45")
+
+
+def test_a_hostile_answer_costs_one_row_not_the_run(runner: CliRunner) -> None:
+    """A 200,000-level nested answer to one domain's POST: that row fails (a job may
+    have started, so SubmitUncertain); every other domain gets its row."""
+    sim = KeplerSimulator(seed=2, time_scale=0.001, failure_mix={})
+    inner = create_app(sim)
+    deep = b"[" * 200_000 + b"]" * 200_000
+
+    async def hostile(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            if b"evil.com" in body:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": deep})
+                return
+            replayed = False
+
+            async def replay() -> dict[str, Any]:
+                nonlocal replayed
+                if replayed:
+                    message: dict[str, Any] = await receive()
+                    return message
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await inner(scope, replay, send)
+            return
+        await inner(scope, receive, send)
+
+    with serve(hostile) as url:
+        result = runner.invoke(
+            main,
+            [
+                *("score", "evil.com", "stripe.com", "plaid.com", "--base-url", url),
+                *("--poll-scale", "0.001", "-q"),
+            ],
+        )
+    assert result.exit_code == 1, result.output
+    out = {str(r["domain"]): r for r in rows(result.stdout)}
+    assert set(out) == {"evil.com", "stripe.com", "plaid.com"}
+    assert out["evil.com"]["error"] == "SubmitUncertain"
+    assert out["stripe.com"]["status"] == out["plaid.com"]["status"] == "scored"
+    assert "Traceback" not in result.output
