@@ -108,7 +108,7 @@ class Api:
         store = SQLiteJobStore(journal, threaded=False) if journal is not None else None
         return self.client_class(
             key or self.key,
-            base_url=f"http://{self.name}.sim",
+            base_url=f"http://{self.name}.test",
             transport=wire or Wire(sim.create_app()),
             engine=engine,
             journal=store,

@@ -371,3 +371,20 @@ async def test_the_key_never_reaches_the_logs(
     assert LIVE_KEY not in str(info.value)
     assert LIVE_KEY not in repr(info.value)
     assert LIVE_KEY not in repr(kepler)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://api.keplerinsights.us/v1", "https://api.keplerinsights.us/v1/score"],
+)
+def test_a_base_url_with_a_path_is_refused_with_what_to_do(url: str) -> None:
+    with pytest.raises(ka.ConfigurationError, match="give the API's origin only"):
+        AsyncKepler(SANDBOX_KEY, base_url=url)
+
+
+def test_plain_http_to_a_remote_host_needs_an_explicit_opt_in() -> None:
+    with pytest.raises(ka.ConfigurationError, match="allow_plain_http=True"):
+        AsyncKepler(SANDBOX_KEY, base_url="http://api.keplerinsights.us")
+    AsyncKepler(SANDBOX_KEY, base_url="http://api.keplerinsights.us", allow_plain_http=True)
+    for local in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"):
+        AsyncKepler(SANDBOX_KEY, base_url=local)  # this machine: no opt-in needed

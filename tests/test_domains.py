@@ -106,3 +106,36 @@ def test_job_ids_that_are_not_uuids_are_rejected(raw: object) -> None:
 def test_path_segments_escape_everything_unsafe() -> None:
     assert path_segment("a/b?c#d%e") == "a%2Fb%3Fc%23d%25e"
     assert path_segment("stripe.com") == "stripe.com"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("straße.de", "xn--strae-oqa.de", id="uts46-keeps-sharp-s"),
+        pytest.param("bücher.de", "xn--bcher-kva.de", id="umlaut"),
+        pytest.param("\uff33\uff34\uff32\uff29\uff30\uff25.com", "stripe.com", id="fullwidth"),
+    ],
+)
+def test_internationalised_names_follow_uts46(raw: str, expected: str) -> None:
+    assert normalize_domain(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        pytest.param("127.0.0.2", "IP address", id="loopback"),
+        pytest.param("169.254.169.254", "IP address", id="metadata"),
+        pytest.param("0x7f.1", "IP address", id="hex-parts"),
+        pytest.param("192.168.1.1", "IP address", id="private"),
+        pytest.param("2130706433", "IP address", id="one-number"),
+        pytest.param("0177.0.0.1", "IP address", id="octal"),
+        pytest.param("http://[::1]/", "IP address", id="ipv6-url"),
+        pytest.param("::1", "IP address", id="ipv6"),
+        pytest.param(".com", "empty label", id="leading-dot"),
+        pytest.param("a..b.com", "empty label", id="empty-label"),
+    ],
+)
+def test_addresses_and_empty_labels_are_refused_in_plain_words(raw: str, why: str) -> None:
+    with pytest.raises(InvalidDomain, match=why) as info:
+        normalize_domain(raw)
+    assert "codec" not in str(info.value)

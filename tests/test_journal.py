@@ -138,7 +138,7 @@ async def test_a_journal_for_another_api_or_key_is_refused(
         transport=asgi_transport(sim),
         journal=SQLiteJobStore(journal_path, threaded=False),
     )
-    with pytest.raises(ka.JournalError, match=r"was made for 'http://kepler\.simulator'"):
+    with pytest.raises(ka.JournalError, match=r"was made for 'http://kepler\.simulator\.test'"):
         async with other:
             pass
     raw = journal_path.read_bytes()

@@ -9,6 +9,7 @@ small one.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -36,12 +37,27 @@ from ._http import HttpBoundary
 from ._journal import JobStore, SQLiteJobStore, key_fingerprint
 from ._protocol import JobApi, Request
 
-__all__ = ["ApiClient", "check_base_url"]
+__all__ = ["ApiClient", "check_base_url", "check_plain_http", "is_local_host"]
 
 R = TypeVar("R")
 C = TypeVar("C", bound="ApiClient[Any]")
 
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no whitespace
+
+
+#: Hosts that never leave this machine or never resolve on the internet (RFC 6761).
+_LOCAL_SUFFIXES = (".localhost", ".test", ".invalid", ".example")
+
+
+def is_local_host(host: str) -> bool:
+    """True for a loopback address, ``localhost`` or a special-use test name."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(_LOCAL_SUFFIXES):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_base_url(base_url: object) -> str:
@@ -56,7 +72,25 @@ def check_base_url(base_url: object) -> str:
         )
     if url.query or url.fragment:
         raise ConfigurationError(f"base_url {base_url!r} must not carry a query or fragment")
+    if url.path not in ("", "/"):
+        raise ConfigurationError(
+            f"base_url {base_url!r} has a path ({url.path!r}): give the API's origin only, "
+            f"as in '{url.scheme}://{url.netloc.decode()}'; the client adds the paths"
+        )
     return str(url).rstrip("/")
+
+
+def check_plain_http(base_url: str, transport: object, allowed: bool) -> None:
+    """Refuse ``http://`` to a remote host (the key would cross the network in clear),
+    unless the caller opted in or the transport never leaves the process."""
+    url = httpx.URL(base_url)
+    in_process = isinstance(transport, (httpx.ASGITransport, httpx.MockTransport))
+    if url.scheme == "http" and not (allowed or in_process or is_local_host(url.host)):
+        raise ConfigurationError(
+            f"base_url {base_url!r} is plain http to a host that is not this machine: "
+            "the API key would cross the network unencrypted. Use https://, or pass "
+            "allow_plain_http=True if you really mean it (a proxy on a trusted network)"
+        )
 
 
 class ApiClient(Generic[R]):
@@ -68,7 +102,9 @@ class ApiClient(Generic[R]):
     ``poll_policy`` sets how jobs are polled and their default deadline. An ``engine``
     (``JobEngine``) is shared with other clients; without one the client has its own,
     with ``max_in_flight`` requests at most. A ``journal`` records submitted jobs so
-    that a later run resumes them instead of paying again.
+    that a later run resumes them instead of paying again. ``base_url`` is the API's
+    origin (no path); plain ``http://`` is accepted for this machine only, unless
+    ``allow_plain_http=True``.
     """
 
     #: The API's short name, for messages.
@@ -94,9 +130,11 @@ class ApiClient(Generic[R]):
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         engine: JobEngine | None = None,
         journal: JobStore | None = None,
+        allow_plain_http: bool = False,
     ) -> None:
         key = self._resolve_key(api_key)
         url = self._resolve_base_url(base_url)
+        check_plain_http(url, transport, bool(allow_plain_http))
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
         timeout = check_seconds("timeout", timeout, above=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-import httpx
-
+from kepler_async._engine._client import check_base_url
 from kepler_async._exceptions import ConfigurationError
 
 __all__ = [
@@ -58,15 +57,4 @@ def resolve_api_key(api_key: str | None) -> str:
 def resolve_base_url(base_url: str | None) -> str:
     if base_url is None:
         base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-    try:
-        url = httpx.URL(base_url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"base_url {base_url!r} is not a URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(
-            f"base_url {base_url!r} needs an http:// or https:// scheme and a host, "
-            "as in 'https://api.keplerinsights.us'"
-        )
-    if url.query or url.fragment:
-        raise ConfigurationError(f"base_url {base_url!r} must not carry a query or fragment")
-    return str(url).rstrip("/")
+    return check_base_url(base_url)

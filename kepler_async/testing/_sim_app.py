@@ -23,7 +23,7 @@ from ._sim_types import SimKey, SimResponse
 __all__ = ["SIM_BASE_URL", "asgi_transport", "create_app", "simulated_client"]
 
 #: The base URL to pair with ``asgi_transport``: any host works in-process.
-SIM_BASE_URL = "http://kepler.simulator"
+SIM_BASE_URL = "http://kepler.simulator.test"
 
 Handler = Callable[[Request, SimKey], Awaitable[SimResponse]]
 
