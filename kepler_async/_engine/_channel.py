@@ -39,7 +39,7 @@ from kepler_async._exceptions import (
 from kepler_async._policies import PollPolicy
 
 from ._handle import Job, JobHandle
-from ._http import HttpBoundary
+from ._http import HttpBoundary, Redirected
 from ._journal import JobStore, JournalEntry
 from ._protocol import Accepted, Done, JobApi, Request
 
@@ -267,6 +267,8 @@ class Channel(Generic[R]):
                     headers=request.headers,
                     billed=request.billed,
                 )
+            except Redirected:  # refused before anything was read: nothing to doubt
+                raise
             except ProtocolError as exc:  # answered, but not in a way we can read
                 raise _unreadable(request, exc) from exc
             finally:

@@ -33,7 +33,7 @@ from kepler_async._policies import (
 from ._channel import Channel, EngineStatistics
 from ._engine import CLOSE_BOUND, JobEngine
 from ._handle import JobHandle
-from ._http import HttpBoundary
+from ._http import DEFAULT_MAX_BODY, DEFAULT_MAX_POLL_BODY, HttpBoundary
 from ._journal import JobStore, SQLiteJobStore, key_fingerprint
 from ._protocol import JobApi, Request
 
@@ -93,6 +93,12 @@ def check_plain_http(base_url: str, transport: object, allowed: bool) -> None:
         )
 
 
+def _byte_limit(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise ConfigurationError(f"{name} must be a number of bytes >= 1024, got {value!r}")
+    return value
+
+
 class ApiClient(Generic[R]):
     """The base of every API client (see the module docstring).
 
@@ -104,7 +110,8 @@ class ApiClient(Generic[R]):
     with ``max_in_flight`` requests at most. A ``journal`` records submitted jobs so
     that a later run resumes them instead of paying again. ``base_url`` is the API's
     origin (no path); plain ``http://`` is accepted for this machine only, unless
-    ``allow_plain_http=True``.
+    ``allow_plain_http=True``. Answers are read up to ``max_response_bytes`` (8 MiB;
+    polls: ``max_poll_bytes``, 1 MiB); a larger one is a ``ProtocolError``.
     """
 
     #: The API's short name, for messages.
@@ -131,6 +138,8 @@ class ApiClient(Generic[R]):
         engine: JobEngine | None = None,
         journal: JobStore | None = None,
         allow_plain_http: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_BODY,
+        max_poll_bytes: int = DEFAULT_MAX_POLL_BODY,
     ) -> None:
         key = self._resolve_key(api_key)
         url = self._resolve_base_url(base_url)
@@ -163,6 +172,8 @@ class ApiClient(Generic[R]):
             transport=transport,
             timeout=float(timeout),
             retry=retry,
+            max_body=_byte_limit("max_response_bytes", max_response_bytes),
+            max_poll_body=_byte_limit("max_poll_bytes", max_poll_bytes),
         )
         dialect = self._make_dialect(url)
         self._channel: Channel[R] = Channel(

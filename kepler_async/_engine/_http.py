@@ -17,6 +17,7 @@ Retry rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,7 +40,26 @@ from kepler_async._exceptions import (
 from kepler_async._policies import RetryPolicy
 from kepler_async._serde import excerpt, parse_json
 
-__all__ = ["HttpBoundary", "Reply", "map_httpx_error"]
+from ._secrets import register_secret, scrub_error
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_POLL_BODY",
+    "HttpBoundary",
+    "Redirected",
+    "Reply",
+    "map_httpx_error",
+]
+
+#: The largest answer read by default: the API's biggest documented body (a history
+#: page of 500 records, ~600 KiB) with room to spare; polls are far smaller.
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+DEFAULT_MAX_POLL_BODY = 1024 * 1024
+
+
+class Redirected(ProtocolError):
+    """A 3xx answer: not followed, since the key would go along."""
+
 
 logger = logging.getLogger("kepler_async")
 
@@ -131,12 +151,18 @@ class HttpBoundary:
     _client: httpx.AsyncClient = attrs.field(repr=False)
     _owns_client: bool
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    #: The longest a whole answer (body included) may take, in seconds.
+    timeout: float = DEFAULT_TIMEOUT
+    #: The largest body read (bytes): ``max_poll_body`` for polls, ``max_body`` else.
+    max_body: int = DEFAULT_MAX_BODY
+    max_poll_body: int = DEFAULT_MAX_POLL_BODY
     _sleep: Callable[[float], Awaitable[None]] = attrs.field(default=anyio.sleep, repr=False)
     _rand: Callable[[], float] = attrs.field(default=random.random, repr=False)
     _closed: bool = False
     _headers: dict[str, str] | None = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        register_secret(self._api_key)
         headers = {
             self._auth_header: self._api_key,
             "User-Agent": USER_AGENT,
@@ -162,6 +188,8 @@ class HttpBoundary:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_poll_body: int = DEFAULT_MAX_POLL_BODY,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rand: Callable[[], float] = random.random,
     ) -> HttpBoundary:
@@ -181,6 +209,9 @@ class HttpBoundary:
             client=http_client,
             owns_client=owns,
             retry=retry or RetryPolicy(),
+            timeout=timeout,
+            max_body=max_body,
+            max_poll_body=min(max_poll_body, max_body),
             sleep=sleep,
             rand=rand,
         )
@@ -210,20 +241,29 @@ class HttpBoundary:
         headers: Mapping[str, str] | None = None,
         billed: bool = False,
         retry: RetryPolicy | None = None,
+        max_body: int | None = None,
     ) -> Reply:
         """Send ``method path`` (a path on the base URL, already percent-encoded).
 
-        Returns the 2xx ``Reply``; raises from the error tree otherwise.
+        Returns the 2xx ``Reply``; raises from the error tree otherwise. The body is
+        read up to ``max_body`` bytes (the boundary's ``max_body`` by default).
         """
         if self._closed:
             raise ClientClosed()
         policy = retry or self.retry
+        limit = self.max_body if max_body is None else max_body
         attempt = 1
         while True:
             try:
                 try:
                     return await self._send_once(
-                        method, path, params=params, json=json, headers=headers, billed=billed
+                        method,
+                        path,
+                        params=params,
+                        json=json,
+                        headers=headers,
+                        billed=billed,
+                        max_body=limit,
                     )
                 except KeplerError as error:
                     self._scrub(error)
@@ -245,11 +285,8 @@ class HttpBoundary:
                 attempt += 1
 
     def _scrub(self, error: KeplerError) -> None:
-        """Remove the API key from an error's text, should a server ever echo it."""
-        key = self._api_key
-        if key and any(key in str(arg) for arg in error.args):
-            error.args = tuple(str(arg).replace(key, "***") for arg in error.args)
-            error.message = error.message.replace(key, "***")
+        """Remove the API key from every text of an error, should a server echo it."""
+        scrub_error(error, self._api_key)
 
     def _retryable(self, error: KeplerError, billed: bool) -> bool:
         if isinstance(error, TransportError):
@@ -271,26 +308,40 @@ class HttpBoundary:
         json: Any,
         headers: Mapping[str, str] | None,
         billed: bool,
+        max_body: int,
     ) -> Reply:
+        what = f"{method} {path}"
         try:
-            response = await self._client.request(
+            request = self._client.build_request(
                 method,
                 self._base_url + path,
                 params=params,
                 json=json,
                 headers=self._headers if headers is None else {**(self._headers or {}), **headers},
             )
+            # Never follow a redirect, whoever built the httpx client: the key header
+            # would go along to wherever it points.
+            response = await self._client.send(request, stream=True, follow_redirects=False)
         except HTTPX_ERRORS as error:
             raise map_httpx_error(error, method=method, path=path, billed=billed) from error
-        raw = response.content
-        status = response.status_code
+        try:
+            status = response.status_code
+            if response.has_redirect_location:
+                target = response.headers.get("location", "")
+                raise Redirected(
+                    f"{what} -> {status}: a redirect to {target[:200]!r} was not followed "
+                    "(the API key goes to the configured host only)"
+                )
+            raw = await self._read_bounded(response, max_body, what, billed)
+        finally:
+            await response.aclose()
         if 200 <= status < 300:
             try:
                 return Reply(status=status, body=json_loads(raw), headers=response.headers)
             except (ValueError, RecursionError):  # not JSON, or nested beyond reading
-                parse_json(raw, what=f"{method} {path} -> {status}")  # raises ProtocolError
+                parse_json(raw, what=f"{what} -> {status}")  # raises ProtocolError
                 raise  # pragma: no cover - parse_json raised already
-        what = f"{method} {path} -> {status}"
+        what = f"{what} -> {status}"
         if status >= 400:
             try:
                 body: object = parse_json(raw, what=what) if raw else None
@@ -303,3 +354,40 @@ class HttpBoundary:
                 api_error.args = (api_error.message,)
             raise api_error
         raise ProtocolError(f"{what}: unexpected status; body: {excerpt(raw)!r}")
+
+    async def _read_bounded(
+        self, response: httpx.Response, limit: int, what: str, billed: bool
+    ) -> bytes:
+        """The body, at most ``limit`` bytes once decoded and within ``timeout``
+        seconds in all; a longer or slower one is refused (the connection closed)
+        before it fills memory or holds the caller."""
+        method, _, path = what.partition(" ")
+        declared = response.headers.get("content-length", "")
+        plain = response.headers.get("content-encoding", "identity") == "identity"
+        try:
+            if declared.isdigit() and plain:
+                if int(declared) > limit:
+                    raise ProtocolError(
+                        f"{what} -> {response.status_code}: the body ({int(declared):,} "
+                        f"bytes) is larger than the {limit:,}-byte limit; it was not read"
+                    )
+                return await response.aread()  # the common case: small, sized, plain
+            chunks: list[bytes] = []
+            size = 0
+            started = anyio.current_time()
+            # Decoded bytes: a compressed bomb counts at its full size.
+            stream = response.aiter_bytes()  # an async generator (it has aclose)
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for chunk in stream:
+                    size += len(chunk)
+                    if size > limit:
+                        raise ProtocolError(
+                            f"{what} -> {response.status_code}: the body is larger than the "
+                            f"{limit:,}-byte limit; the rest was not read"
+                        )
+                    if anyio.current_time() - started > self.timeout:
+                        raise httpx.ReadTimeout(f"the body took longer than {self.timeout:g}s")
+                    chunks.append(chunk)
+            return b"".join(chunks)
+        except HTTPX_ERRORS as error:
+            raise map_httpx_error(error, method=method, path=path, billed=billed) from error

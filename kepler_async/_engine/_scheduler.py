@@ -330,12 +330,12 @@ class Scheduler:
                 return
             try:
                 if job.deadline == math.inf:
-                    body = await self._send(channel, request)
+                    body = await self._send(channel, request, poll=not fetching)
                 else:
                     # A hard stop: an answer that has not come by the deadline (and
                     # its grace), body included, is not waited for.
                     with anyio.move_on_after(job.deadline + DEADLINE_GRACE - now) as scope:
-                        body = await self._send(channel, request)
+                        body = await self._send(channel, request, poll=not fetching)
                     if scope.cancelled_caught:
                         self._deadline_exceeded(
                             job, "the poll in flight at its deadline had no answer yet"
@@ -413,14 +413,16 @@ class Scheduler:
         self._settle(job, error=unknown)
         return False
 
-    async def _send(self, channel: Channel[Any], request: Request) -> object:
-        reply = await channel.http.request(
+    async def _send(self, channel: Channel[Any], request: Request, *, poll: bool) -> object:
+        http = channel.http
+        reply = await http.request(
             request.method,
             request.path,
             params=request.params,
             json=request.json,
             billed=request.billed,
             retry=_ONCE,
+            max_body=http.max_poll_body if poll else http.max_body,
         )
         return reply.body
 
