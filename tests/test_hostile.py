@@ -199,3 +199,11 @@ def test_a_malformed_key_is_refused_without_printing_it(key: str) -> None:
         AsyncDeepidv(key, base_url="https://api.deepidv.com")
     assert key not in str(info.value)
     assert "ab" not in str(info.value).replace("able", "")
+
+
+def test_a_parsetx_key_must_look_like_one() -> None:
+    from kepler_async.parsetx import AsyncParseTx
+
+    with pytest.raises(ka.ConfigurationError, match="'pt_'"):
+        AsyncParseTx("sk_live_1234")
+    AsyncParseTx("pt_live_1234")

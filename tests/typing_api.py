@@ -96,7 +96,7 @@ async def every_call() -> None:
             del resumed_d, per_client, shared
         midlyr = AsyncMidLyr("key", engine=engine)
         job_row: MidLyrJob = await midlyr.get_job("job_1")
-        parsetx = AsyncParseTx("key", engine=engine)
+        parsetx = AsyncParseTx("pt_live_key", engine=engine)
         handle: ka.JobHandle[EnrichResult] = await parsetx.submit_enrich(["AMZN"])
         del media, job_row, handle
     closed: bool = kepler.closed

@@ -123,6 +123,8 @@ class ApiClient(Generic[R]):
     _auth_header: ClassVar[str]
     #: The handle type its submits return.
     _handle_class: ClassVar[type[JobHandle[Any]]] = JobHandle
+    #: The prefixes the API's keys start with, where it documents them.
+    _key_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -218,6 +220,11 @@ class ApiClient(Generic[R]):
             raise ConfigurationError(
                 f"the {cls._api_name} API key is malformed: expected printable ASCII "
                 "characters and no whitespace"
+            )
+        if cls._key_prefixes and not key.startswith(cls._key_prefixes):
+            raise ConfigurationError(
+                f"the API key does not look like a {cls._api_name} key: expected it to "
+                f"start with {' or '.join(repr(p) for p in cls._key_prefixes)}"
             )
         return key
 

@@ -206,6 +206,7 @@ class AsyncParseTx(ApiClient[EnrichResult]):
     _api_key_env = API_KEY_ENV
     _default_base_url = DEFAULT_BASE_URL
     _auth_header = "X-API-Key"
+    _key_prefixes = ("pt_",)  # pt_live_... (the vendor's docs)
 
     def _make_dialect(self, base_url: str) -> ParseTxDialect:
         return ParseTxDialect()
