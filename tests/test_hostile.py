@@ -207,3 +207,12 @@ def test_a_parsetx_key_must_look_like_one() -> None:
     with pytest.raises(ka.ConfigurationError, match="'pt_'"):
         AsyncParseTx("sk_live_1234")
     AsyncParseTx("pt_live_1234")
+
+
+async def test_numbers_too_long_to_read_are_a_protocol_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b'{"job_id": ' + b"9" * 100_000 + b"}")
+
+    async with hostile(handler) as kepler:
+        with pytest.raises(ka.ProtocolError, match="not JSON"):
+            await kepler.get_job(JOB)
