@@ -113,6 +113,9 @@ class Scheduler:
         # (due time, job): tuples compare their floats in C; ``Job.__lt__`` only
         # breaks exact ties.
         self._heap: list[tuple[float, Job[Any]]] = []
+        # (deadline, job) of the jobs that have one: only read while every slot is
+        # busy, to fail on time the jobs a backlog holds past their deadline.
+        self._deadlines: list[tuple[float, Job[Any]]] = []
         self.limiter = anyio.CapacityLimiter(max_in_flight)
         self._tg: TaskGroup | None = None
         self._wake: anyio.Event | None = None
@@ -180,6 +183,8 @@ class Scheduler:
         job.pending_age = 0.0
         job.resumed = first_poll_now
         job.deadline = now + deadline if deadline is not None else math.inf
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (job.deadline, job))
         job.attempt = 0
         first = 0.0 if first_poll_now else self._next_delay(job, now, None)
         self._push(job, min(now + first, job.deadline))
@@ -243,21 +248,22 @@ class Scheduler:
                 self.limiter.release_on_behalf_of(token)
 
     def _expire_overdue(self) -> None:
-        """Fail the due jobs whose deadline (and grace) passed while they waited."""
-        heap = self._heap
+        """Fail the jobs whose deadline (and grace) passed while every slot was busy.
+
+        Read from a heap by deadline, so a backlog of jobs without deadlines (or with
+        later ones) costs nothing here. An entry whose job's deadline moved (another
+        caller extended it) goes back with the new one.
+        """
+        deadlines = self._deadlines
         now = self.clock()
-        kept: list[tuple[float, Job[Any]]] = []
-        while heap and heap[0][0] <= now:
-            item = heapq.heappop(heap)
-            job = item[1]
+        while deadlines and deadlines[0][0] + DEADLINE_GRACE <= now:
+            _, job = heapq.heappop(deadlines)
             if job.done():
                 continue
-            if job.deadline + DEADLINE_GRACE <= now:
-                self._deadline_exceeded(job, "every request slot was busy at its deadline")
-            else:
-                kept.append(item)
-        for item in kept:
-            heapq.heappush(heap, item)
+            if job.deadline + DEADLINE_GRACE > now:
+                heapq.heappush(deadlines, (job.deadline, job))
+                continue
+            self._deadline_exceeded(job, "no request slot was free for its last poll in time")
 
     def _held(self, job: Job[Any], now: float) -> bool:
         """True (and the job moved) if its channel is paused by a throttle now."""
