@@ -73,6 +73,7 @@ from ._exceptions import (
     RateLimited,
     SandboxOnly,
     ServerError,
+    SubmitInDoubt,
     SubmitUncertain,
     TransportError,
 )
@@ -146,6 +147,7 @@ __all__ = [
     "ServerError",
     "Signal",
     "SignalsManifest",
+    "SubmitInDoubt",
     "SubmitUncertain",
     "Tier",
     "TierLimits",

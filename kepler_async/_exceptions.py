@@ -67,6 +67,7 @@ __all__ = [
     "RateLimited",
     "SandboxOnly",
     "ServerError",
+    "SubmitInDoubt",
     "SubmitUncertain",
     "TransportError",
 ]
@@ -199,6 +200,20 @@ class _AboutAJob(KeplerError):
     def domain(self) -> str | None:
         """The job's subject under Kepler's name: the domain being scored."""
         return self.subject
+
+
+class SubmitInDoubt(SubmitUncertain):
+    """A journal says an earlier submit of this input may have started a job that this
+    API gives no way to find (its answer never came: a crash, a lost connection).
+    Sending it again may pay twice; pass ``resubmit_in_doubt=True`` to the client to
+    do so anyway."""
+
+    def __init__(
+        self, message: str, *, method: str, path: str, journal_key: str, submitted_at: float
+    ) -> None:
+        super().__init__(message, method=method, path=path, request_sent=True)
+        self.journal_key = journal_key
+        self.submitted_at = submitted_at
 
 
 class JobFailed(_AboutAJob):

@@ -240,3 +240,17 @@ async def test_a_lost_submit_answer_is_looked_up_before_posting_again(
     assert score.domain == "stripe.com"
     assert sim.counters.requests["POST /v1/score"] == 1  # looked up, not POSTed again
     assert sim.counters.cold_runs_billed["stripe.com"] == 1
+
+
+async def test_journal_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    path = tmp_path / "run.db"
+    store = SQLiteJobStore(path, threaded=False)
+    await store.bind(base_url="http://x.example", fingerprint="abc")
+    await store.record_submitted("kepler", "a.com", "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
+    files = [path, path.with_name("run.db-wal"), path.with_name("run.db-shm")]
+    for file in files:
+        assert file.exists(), file
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    await store.aclose()

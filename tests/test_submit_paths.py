@@ -259,3 +259,97 @@ async def test_kepler_force_fresh_never_joins_a_plain_flight() -> None:
         again = await client.submit("stripe.com", force_fresh=True)
         assert again == fresh
     assert wire.posts == 2
+
+
+# --- write-ahead: the intent is on disk before the request ---------------------------------
+
+
+async def test_the_intent_is_journaled_before_the_submit_is_sent(api: Api, tmp_path: Path) -> None:
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    wire.hold_posts = 30.0
+    journal = tmp_path / "j.db"
+    client = api.client(sim, wire, journal=journal)
+
+    async def submit() -> None:
+        await api.submit(client, 1)
+
+    async with client, anyio.create_task_group() as tg:
+        tg.start_soon(submit)
+        await anyio.sleep(1)
+        assert wire.posts == 0  # not yet sent...
+        entry = await journal_entry(journal, api, 1)
+        assert entry is not None
+        assert entry.state == "uncertain"  # ...and already written down
+        tg.cancel_scope.cancel()
+
+
+async def test_a_refused_submit_forgets_its_intent(api: Api, tmp_path: Path) -> None:
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    wire.refuse_posts.append(answer(400, {"error": "bad request"}))
+    journal = tmp_path / "j.db"
+    async with api.client(sim, wire, journal=journal) as client:
+        with pytest.raises(ka.BadRequest):
+            await api.submit(client, 1)
+    assert await journal_entry(journal, api, 1) is None  # nothing started: no doubt
+
+
+async def test_a_submit_in_doubt_follows_its_apis_rule_on_the_next_run(
+    api: Api, tmp_path: Path
+) -> None:
+    """The answer to a submit that started a job was lost; the next run must not pay
+    for it again unless the caller says so."""
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    wire.lose_posts = 1 if api.name in BILLED else 3  # deepidv retries: lose them all
+    journal = tmp_path / "j.db"
+    async with api.client(sim, wire, journal=journal) as client:
+        with pytest.raises(ka.TransportError):
+            await api.submit(client, 1)
+    assert api.jobs_started(sim) >= 1
+    started = api.jobs_started(sim)
+    async with api.client(sim, wire, journal=journal) as client:
+        if api.name in ("midlyr", "parsetx"):  # no way to find the job: reported
+            with pytest.raises(ka.SubmitInDoubt) as info:
+                await api.submit(client, 1)
+            assert info.value.journal_key == api.journal_key(1)
+            assert api.jobs_started(sim) == started
+        else:  # Kepler finds the run's score; deepidv replays its idempotency key
+            await (await api.submit(client, 1))
+            assert api.jobs_started(sim) == started
+    if api.name in ("midlyr", "parsetx"):
+        store = SQLiteJobStore(journal, threaded=False)
+        bold = api.client_class(
+            api.key,
+            base_url=f"http://{api.name}.test",
+            transport=wire,
+            journal=store,
+            resubmit_in_doubt=True,
+        )
+        async with bold:
+            await (await api.submit(bold, 1))
+        assert api.jobs_started(sim) == started + 1  # the caller chose to pay again
+
+
+async def test_kepler_waits_out_the_longest_run_before_submitting_a_doubt_again(
+    tmp_path: Path,
+) -> None:
+    """The POST never reached the API (a crash before it left): no score ever comes,
+    so the next run waits until no run can still be going, then submits once."""
+    api = APIS["kepler"]
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    wire.hold_posts = 30.0
+    journal = tmp_path / "j.db"
+    async with api.client(sim, wire, journal=journal) as client:
+        with anyio.move_on_after(1):
+            await api.submit(client, 1)
+        await client.aclose()  # a crash: the intent stays, nothing was sent
+    wire.hold_posts = 0.0
+    async with api.client(sim, wire, journal=journal) as client:
+        start = anyio.current_time()
+        await (await api.submit(client, 1))
+        waited = anyio.current_time() - start
+    assert waited >= 90  # the longest documented cold run (and a margin) passed first
+    assert api.jobs_started(sim) == 1

@@ -27,6 +27,7 @@ import anyio
 import attrs
 
 from kepler_async._exceptions import (
+    APIError,
     AuthenticationError,
     ClientClosed,
     JobFailed,
@@ -256,6 +257,9 @@ class Channel(Generic[R]):
         job: Job[R] | None = None
         error: BaseException | None = None
         try:
+            # Write-ahead: the intent is on disk before the request may start paid
+            # work, so a crash from here on leaves a submit in doubt, never unknown.
+            await self._record_uncertain(journal_key, subject)
             token = object()
             await self.engine.scheduler.acquire(token)
             try:
@@ -305,15 +309,25 @@ class Channel(Generic[R]):
                     self._journal_outcome(journal_key, job)
         except RateLimited as exc:
             self.throttled(exc, submitting=True)
+            await self._forget_intent(journal_key)
             error = exc
         except AuthenticationError as exc:
             self.fail_all(exc)
+            await self._forget_intent(journal_key)
             error = exc
         except TransportError as exc:
             if exc.request_sent:  # it may have reached the API: a job may exist
                 await self._record_uncertain(journal_key, subject)
+            else:
+                await self._forget_intent(journal_key)
+            error = exc
+        except APIError as exc:
+            if exc.status < 500 or self.http.never_started(exc):
+                await self._forget_intent(journal_key)  # refused: nothing started
             error = exc
         except KeplerError as exc:
+            if isinstance(exc, Redirected):
+                await self._forget_intent(journal_key)
             error = exc
         except BaseException:
             error = SubmitUncertain(
@@ -327,6 +341,12 @@ class Channel(Generic[R]):
         finally:
             self._flights.pop(key, None)
             flight.finish(job, error)
+
+    async def _forget_intent(self, journal_key: str | None) -> None:
+        if self.journal is None or journal_key is None:
+            return
+        with anyio.move_on_after(JOURNAL_WRITE_BOUND, shield=True):
+            await self.journal.forget_intent(self.dialect.name, journal_key)
 
     async def _record_uncertain(self, journal_key: str | None, subject: str | None) -> None:
         if self.journal is None or journal_key is None:
@@ -377,6 +397,8 @@ class Channel(Generic[R]):
     async def _after_uncertain(
         self, journal_key: str, subject: str | None, entry: JournalEntry
     ) -> JobHandle[R] | None:
+        """An earlier submit of this key is in doubt: the client's rule decides (look
+        for its result, wait out the longest run, replay, or report it)."""
         if self.in_doubt is None or entry.submitted_at is None:
             return None
         result = await self.in_doubt(journal_key, subject, entry.submitted_at)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
@@ -20,7 +21,7 @@ import anyio
 import httpx
 
 from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
-from kepler_async._exceptions import APIError, ClientClosed, ConfigurationError
+from kepler_async._exceptions import APIError, ClientClosed, ConfigurationError, SubmitInDoubt
 from kepler_async._policies import (
     DEFAULT,
     PollPolicy,
@@ -111,7 +112,11 @@ class ApiClient(Generic[R]):
     that a later run resumes them instead of paying again. ``base_url`` is the API's
     origin (no path); plain ``http://`` is accepted for this machine only, unless
     ``allow_plain_http=True``. Answers are read up to ``max_response_bytes`` (8 MiB;
-    polls: ``max_poll_bytes``, 1 MiB); a larger one is a ``ProtocolError``.
+    polls: ``max_poll_bytes``, 1 MiB); a larger one is a ``ProtocolError``. With a
+    journal, an earlier submit whose answer never came is *in doubt*: each API says
+    what then (Kepler looks for its score and waits out the longest run; deepidv
+    replays its idempotency key; MidLyr and ParseTx raise ``SubmitInDoubt`` unless
+    ``resubmit_in_doubt=True``).
     """
 
     #: The API's short name, for messages.
@@ -142,6 +147,7 @@ class ApiClient(Generic[R]):
         allow_plain_http: bool = False,
         max_response_bytes: int = DEFAULT_MAX_BODY,
         max_poll_bytes: int = DEFAULT_MAX_POLL_BODY,
+        resubmit_in_doubt: bool = False,
     ) -> None:
         key = self._resolve_key(api_key)
         url = self._resolve_base_url(base_url)
@@ -155,6 +161,7 @@ class ApiClient(Generic[R]):
             raise ConfigurationError("engine must be a JobEngine")
         if journal is not None and not isinstance(journal, SQLiteJobStore):
             raise ConfigurationError("journal must be a SQLiteJobStore")
+        self._resubmit_in_doubt = bool(resubmit_in_doubt)
         self._owns_engine = engine is None
         if engine is None:
             try:
@@ -202,8 +209,26 @@ class ApiClient(Generic[R]):
         return False
 
     async def _in_doubt(self, key: str, subject: str | None, submitted_at: float) -> R | None:
-        """The result of a submit whose answer was lost, if the API can tell it."""
-        return None
+        """A journaled submit of ``key`` may have started a job whose id never came
+        back: its result if the API can tell it, None to submit again, or an error.
+
+        By default (an API with no way to find such a job, nor an idempotency key)
+        this is ``SubmitInDoubt`` unless the client was made with
+        ``resubmit_in_doubt=True``.
+        """
+        if self._resubmit_in_doubt:
+            return None
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(submitted_at))
+        raise SubmitInDoubt(
+            f"a submit of {key!r} at {when} "
+            f"may have started a job whose id never came back, and {self._api_name} gives "
+            "no way to find it; sending it again may pay twice (pass "
+            "resubmit_in_doubt=True to the client to do so)",
+            method="POST",
+            path="",
+            journal_key=key,
+            submitted_at=submitted_at,
+        )
 
     @classmethod
     def _resolve_key(cls, api_key: str | None) -> str:

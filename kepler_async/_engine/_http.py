@@ -220,6 +220,10 @@ class HttpBoundary:
     def base_url(self) -> str:
         return self._base_url
 
+    def never_started(self, error: APIError) -> bool:
+        """True if the API says a refused submit started nothing."""
+        return self._never_started(error)
+
     @property
     def closed(self) -> bool:
         return self._closed

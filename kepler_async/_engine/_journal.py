@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -112,6 +113,8 @@ class JobStore(Protocol):
 
     async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None: ...
 
+    async def forget_intent(self, api: str, key: str) -> None: ...
+
     async def record_done(self, api: str, key: str, job_id: str | None, result: object) -> None: ...
 
     async def record_failed(
@@ -146,10 +149,15 @@ class SQLiteJobStore:
     def _open(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
+                # Readable by its owner only; SQLite gives its -wal and -shm files the
+                # same mode. A file that exists keeps the mode it has.
+                os.close(os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600))
                 conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
+            except OSError as exc:
+                raise JournalError(f"journal {self._path} cannot be opened: {exc}") from None
             except sqlite3.DatabaseError as exc:
                 raise JournalError(
                     f"{self._path} is not a usable journal ({exc}); it was left untouched"
@@ -296,13 +304,20 @@ class SQLiteJobStore:
         )
 
     async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None:
-        """A submit for ``key`` may have started a job whose id never arrived."""
+        """A submit for ``key`` is about to be sent (an intent, written before it), or
+        may have started a job whose id never arrived."""
         await self._call(
             "INSERT INTO jobs (api, key, subject, state, submitted_at) "
             "VALUES (?, ?, ?, 'uncertain', ?) ON CONFLICT (api, key) DO UPDATE SET "
             "state = 'uncertain', submitted_at = excluded.submitted_at "
             "WHERE jobs.state != 'done'",
             (api, key, subject, time.time()),
+        )
+
+    async def forget_intent(self, api: str, key: str) -> None:
+        """A submit written down as uncertain was refused for sure: nothing started."""
+        await self._call(
+            "DELETE FROM jobs WHERE api = ? AND key = ? AND state = 'uncertain'", (api, key)
         )
 
     async def record_done(self, api: str, key: str, job_id: str | None, result: object) -> None:

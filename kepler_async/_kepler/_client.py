@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterable, Callable, Iterable
+
+import anyio
 
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
@@ -12,7 +16,7 @@ from kepler_async._policies import DEFAULT, UseDefault
 
 from ._batch import ScoreBatch
 from ._config import API_KEY_ENV, DEFAULT_BASE_URL, resolve_api_key, resolve_base_url
-from ._dialect import KeplerDialect
+from ._dialect import IN_DOUBT_MARGIN, LONGEST_COLD_RUN, KeplerDialect
 from ._domains import normalize_domain
 from ._endpoints import KeplerEndpoints
 from ._errors import kepler_error, kepler_submit_never_started
@@ -20,6 +24,8 @@ from ._job import ScoreJob
 from ._models import Score
 
 __all__ = ["AsyncKepler"]
+
+logger = logging.getLogger("kepler_async")
 
 
 #: How far the API's clock may be behind ours when comparing ``scored_at`` (seconds).
@@ -76,15 +82,24 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         return kepler_submit_never_started(error)
 
     async def _in_doubt(self, key: str, subject: str | None, submitted_at: float) -> Score | None:
-        """A submit whose answer was lost may have started a run: if a score newer than
-        that submit is on file, it is the run's, and nothing is sent again."""
-        try:
-            score = await self.get_score(key)
-        except NotFound:
-            return None
-        if score.scored_at.timestamp() < submitted_at - _CLOCK_SKEW:
-            return None  # older than the lost submit: that run is unknown; submit again
-        return score
+        """A POST of ``key`` whose answer never came may have started a cold run: a
+        score newer than that POST is the run's, and nothing is sent again. Until the
+        longest documented run (plus a margin) has passed since the POST, look again
+        every few seconds; only then may it be submitted again."""
+        wait = submitted_at + LONGEST_COLD_RUN + IN_DOUBT_MARGIN - time.time()
+        end = anyio.current_time() + max(0.0, wait)
+        while True:
+            try:
+                score = await self.get_score(key)
+            except NotFound:
+                score = None
+            if score is not None and score.scored_at.timestamp() >= submitted_at - _CLOCK_SKEW:
+                return score
+            left = end - anyio.current_time()
+            if left <= 0:
+                return None  # no run can still be going: submit again
+            logger.debug("%s is in doubt: looking again in %.0fs", key, min(5.0, left))
+            await anyio.sleep(min(5.0, left))
 
     @property
     def _http(self) -> HttpBoundary:

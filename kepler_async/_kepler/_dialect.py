@@ -37,7 +37,13 @@ from kepler_async._serde import converter, decode
 from ._domains import validate_job_id
 from ._models import Job, JobAccepted, JobStatus, Score
 
-__all__ = ["FAILURE_CLASSES", "KeplerDialect", "failure_for"]
+__all__ = [
+    "FAILURE_CLASSES",
+    "IN_DOUBT_MARGIN",
+    "LONGEST_COLD_RUN",
+    "KeplerDialect",
+    "failure_for",
+]
 
 FAILURE_CLASSES: dict[str, type[JobFailed]] = {
     "sfn_failed": PipelineFailed,
@@ -73,6 +79,11 @@ def failure_for(job_id: str, domain: str | None, reason: str | None) -> JobFaile
     text = _FAILURE_TEXT.get(reason or "", "the job failed for a reason this client does not know")
     return cls(text, job_id=job_id, subject=domain, failure_reason=reason)
 
+
+#: The longest a cold run takes, per the docs (25-90 s), and the margin past it after
+#: which a POST whose answer was lost can no longer have a run going.
+LONGEST_COLD_RUN = 90.0
+IN_DOUBT_MARGIN = 30.0
 
 #: The reasons of a 429 that limit cold runs (paid work), not requests.
 COLD_LIMITS = frozenset({"per_key_cold_1h", "account_cold_24h", "cold_budget_exhausted"})

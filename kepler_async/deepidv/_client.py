@@ -186,6 +186,12 @@ class AsyncDeepidv(ApiClient[AdverseMediaResult]):
     def _error_mapper(self) -> Callable[..., APIError]:
         return _map_error
 
+    async def _in_doubt(
+        self, key: str, subject: str | None, submitted_at: float
+    ) -> AdverseMediaResult | None:
+        """Submit again: the same idempotency key gives back the same job, if any."""
+        return None
+
     async def submit_adverse_media(
         self,
         *,
