@@ -384,3 +384,28 @@ def test_a_hostile_answer_costs_one_row_not_the_run(runner: CliRunner) -> None:
     assert out["evil.com"]["error"] == "SubmitUncertain"
     assert out["stripe.com"]["status"] == out["plaid.com"]["status"] == "scored"
     assert "Traceback" not in result.output
+
+
+def test_sigkill_during_the_post_then_rerun_pays_once(tmp_path: Path) -> None:
+    """The simulator starts (and bills) the cold run, then holds its 202 for 30 s: the
+    process is killed while its POST waits. The rerun finds the POST in doubt in the
+    journal, reads the run's score, and POSTs nothing."""
+    sim = KeplerSimulator(seed=4, time_scale=SCALE, failure_mix={})
+    sim.add_fault("delay", path="/v1/score", method="POST", delay=30.0, after_processing=True)
+    journal = tmp_path / "run.db"
+    with serve(create_app(sim)) as url:
+        args = ["score", "stripe.com", "--journal", str(journal), "--base-url", url]
+        args += ["--poll-scale", str(SCALE), "-q"]
+        process = _start(args, _env())
+        end = time.monotonic() + 30
+        while sim.counters.cold_runs_billed["stripe.com"] < 1:  # the POST has landed
+            assert time.monotonic() < end, "the POST never reached the simulator"
+            time.sleep(0.02)
+        process.kill()  # SIGKILL, mid-POST: its answer never came
+        process.communicate(timeout=30)
+        rerun = _start(args, _env())
+        out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert [r["status"] for r in rows(out)] == ["scored"]
+    assert sim.counters.requests["POST /v1/score"] == 1  # looked up, not POSTed again
+    assert sim.counters.cold_runs_billed["stripe.com"] == 1
