@@ -9,6 +9,7 @@ small one.
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import os
 import re
@@ -100,7 +101,7 @@ def _byte_limit(name: str, value: object) -> int:
     return value
 
 
-class ApiClient(Generic[R]):
+class ApiClient(abc.ABC, Generic[R]):
     """The base of every API client (see the module docstring).
 
     The key comes from ``api_key`` or the API's environment variable. An
@@ -198,11 +199,13 @@ class ApiClient(Generic[R]):
 
     # --- what each API says -----------------------------------------------------------
 
+    @abc.abstractmethod
     def _make_dialect(self, base_url: str) -> JobApi[R]:
-        raise NotImplementedError  # pragma: no cover - every client makes its own
+        """The API's dialect (every client makes its own)."""
 
+    @abc.abstractmethod
     def _error_mapper(self) -> Callable[..., APIError]:
-        raise NotImplementedError  # pragma: no cover - every client has its own
+        """The API's error mapper: status and body to the error tree."""
 
     def _never_started(self, error: APIError) -> bool:
         """True if the API says a refused submit started nothing (safe to send again)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import AsyncIterator, Mapping
 from typing import TypeVar
 
@@ -31,12 +32,13 @@ __all__ = ["KeplerEndpoints"]
 T = TypeVar("T")
 
 
-class KeplerEndpoints:
+class KeplerEndpoints(abc.ABC):
     """The ``GET`` endpoints that answer at once (a base class of ``AsyncKepler``)."""
 
     @property
+    @abc.abstractmethod
     def _http(self) -> HttpBoundary:
-        raise NotImplementedError  # pragma: no cover - AsyncKepler gives its own
+        """The HTTP boundary of the client (``AsyncKepler`` gives its own)."""
 
     def _check_open(self) -> None:
         if self._http.closed:
