@@ -409,3 +409,27 @@ def test_sigkill_during_the_post_then_rerun_pays_once(tmp_path: Path) -> None:
     assert [r["status"] for r in rows(out)] == ["scored"]
     assert sim.counters.requests["POST /v1/score"] == 1  # looked up, not POSTed again
     assert sim.counters.cold_runs_billed["stripe.com"] == 1
+
+
+def test_two_runs_on_one_journal_pay_once_per_domain(
+    sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    """Two `kepler-async score --journal run.db` over the same 300 domains at once: each
+    domain is billed once, each run writes one row per input, and a run that finds the
+    other's claims says it shares the journal."""
+    domains = [f"shared-{i:03d}.com" for i in range(300)]
+    listing = tmp_path / "domains.txt"
+    listing.write_text("\n".join(domains) + "\n")
+    journal = tmp_path / "run.db"
+    common = ["score", "-f", str(listing), "--journal", str(journal), "--base-url", sim_url]
+    common += ["--poll-scale", str(SCALE), "-q"]
+    outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    runs = [_start([*common, "-o", str(out)], _env()) for out in outs]
+    errs = [run.communicate(timeout=180)[1] for run in runs]
+    for run, err in zip(runs, errs, strict=True):
+        assert run.returncode in (0, 1), err
+    for out in outs:
+        assert sorted(str(r["domain"]) for r in rows(out.read_text())) == domains
+    assert fast_sim.counters.total_cold_runs == len(domains)
+    assert set(fast_sim.counters.cold_runs_billed.values()) == {1}
+    assert any("shared with another process" in err for err in errs), errs

@@ -353,3 +353,51 @@ async def test_kepler_waits_out_the_longest_run_before_submitting_a_doubt_again(
         waited = anyio.current_time() - start
     assert waited >= 90  # the longest documented cold run (and a margin) passed first
     assert api.jobs_started(sim) == 1
+
+
+# --- one journal, two processes -----------------------------------------------------------
+
+
+async def test_two_processes_on_one_journal_submit_a_key_once(api: Api, tmp_path: Path) -> None:
+    """Two stores on one file stand for two processes (each has its own owner id): the
+    second finds the first's live claim, waits for its job id, and watches that job."""
+    sim = api.make_sim()
+    slow = Wire(sim.create_app())
+    slow.hold_posts = 5.0
+    journal = tmp_path / "j.db"
+    first = api.client(sim, slow, journal=journal)
+    second = api.client(sim, Wire(sim.create_app()), journal=journal)
+    async with first, second:
+        handles: dict[str, ka.JobHandle[Any]] = {}
+
+        async def run(name: str, client: Any, after: float) -> None:
+            await anyio.sleep(after)
+            handles[name] = await api.submit(client, 1)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "first", first, 0.0)
+            tg.start_soon(run, "second", second, 1.0)  # while the first's POST waits
+        assert handles["second"].job_id == handles["first"].job_id
+        await handles["second"]
+    assert api.jobs_started(sim) == 1
+
+
+async def test_a_claim_whose_process_is_gone_is_in_doubt_at_once(tmp_path: Path) -> None:
+    import os
+    import socket
+    import sys
+
+    gone = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
+    dead_pid = int(gone.stdout)
+    assert dead_pid != os.getpid()
+    store = SQLiteJobStore(tmp_path / "j.db", threaded=False)
+    await store.bind(base_url="http://x.test", fingerprint="f")
+    store.owner = f"{socket.gethostname()}/{dead_pid}/gone"
+    claimed, _ = await store.claim("kepler", "a.com", subject="a.com", lease=120)
+    assert claimed
+    other = SQLiteJobStore(tmp_path / "j.db", threaded=False)
+    await other.bind(base_url="http://x.test", fingerprint="f")
+    claimed, entry = await other.claim("kepler", "a.com", subject="a.com", lease=120)
+    assert not claimed
+    assert entry is not None
+    assert not entry.claim_is_live(entry.submitted_at or 0.0)  # its owner is gone

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -55,6 +56,14 @@ R = TypeVar("R")
 
 #: How long ``aclose()`` lets a journal write finish before giving up on it (seconds).
 JOURNAL_WRITE_BOUND = 5.0
+#: How long a claim to submit a key holds without an answer (seconds): past it, other
+#: processes treat that submit as in doubt.
+CLAIM_LEASE = 120.0
+#: How often a caller waiting on another's claim looks at the journal again (seconds).
+CLAIM_POLL = 0.5
+#: ``_replay``: another task or process is submitting the key; look again.
+_WAIT = object()
+
 #: How long a 429 that names no ``Retry-After`` holds what it throttles (seconds).
 DEFAULT_THROTTLE_PAUSE = 5.0
 
@@ -187,6 +196,7 @@ class Channel(Generic[R]):
         self._by_key: dict[Hashable, Job[R]] = {}  # pending jobs by submission key
         self._flights: dict[Hashable, _Flight] = {}
         self._on_close: list[Callable[[], None]] = []
+        self._sharing = False  # said once that the journal is shared
         self.closed = False
         engine._attach(self)
 
@@ -227,15 +237,20 @@ class Channel(Generic[R]):
         self._check_open()
         await self.engine.started()
         key = self.dialect.submission_key(request)
-        job = self._by_key.get(key)
-        if job is not None and not job.done():
-            return self.handle(job, deadline)
-        if self.journal is not None and journal_key is not None:
-            known = await self._replay(journal_key, subject, deadline)
-            if known is not None:
-                return known
-        flight = self._flights.get(key)
-        if flight is None:
+        while True:
+            job = self._by_key.get(key)
+            if job is not None and not job.done():
+                return self.handle(job, deadline)
+            flight = self._flights.get(key)
+            if flight is not None:
+                break
+            if self.journal is not None and journal_key is not None:
+                known = await self._replay(journal_key, subject, deadline)
+                if known is _WAIT:
+                    self._check_open()
+                    continue  # another task or process is submitting it: look again
+                if isinstance(known, JobHandle):
+                    return known
             flight = _Flight()
             self._flights[key] = flight
             args = (request, key, subject, deadline, journal_key, flight)
@@ -243,6 +258,7 @@ class Channel(Generic[R]):
                 await self._post(*args)
             else:
                 self.engine.scheduler.start_soon(self._post, *args)
+            break
         return self.handle(await flight.wait(), deadline)
 
     async def _post(
@@ -257,9 +273,8 @@ class Channel(Generic[R]):
         job: Job[R] | None = None
         error: BaseException | None = None
         try:
-            # Write-ahead: the intent is on disk before the request may start paid
-            # work, so a crash from here on leaves a submit in doubt, never unknown.
-            await self._record_uncertain(journal_key, subject)
+            # With a journal, the claim (``_replay``) wrote the intent before this:
+            # a crash from here on leaves the submit in doubt, never unknown.
             token = object()
             await self.engine.scheduler.acquire(token)
             try:
@@ -324,6 +339,8 @@ class Channel(Generic[R]):
         except APIError as exc:
             if exc.status < 500 or self.http.never_started(exc):
                 await self._forget_intent(journal_key)  # refused: nothing started
+            else:  # a 5xx after the request arrived: it may have started a job
+                await self._record_uncertain(journal_key, subject)
             error = exc
         except KeplerError as exc:
             if isinstance(exc, Redirected):
@@ -369,14 +386,18 @@ class Channel(Generic[R]):
 
     async def _replay(
         self, journal_key: str, subject: str | None, deadline: float | None
-    ) -> JobHandle[R] | None:
-        """A handle for a key the journal knows, or None if it must be submitted."""
+    ) -> JobHandle[R] | object | None:
+        """What the journal says of ``journal_key``: a handle (its result, its failure,
+        its pending job resumed), None once this process holds the claim to submit it
+        (the intent written), or ``_WAIT`` while another task or process does."""
         journal = self.journal
         assert journal is not None
         await journal.bind(base_url=self.http.base_url, fingerprint=self.fingerprint)
-        entry = await journal.get(self.dialect.name, journal_key)
-        if entry is None:
+        api = self.dialect.name
+        claimed, entry = await journal.claim(api, journal_key, subject=subject, lease=CLAIM_LEASE)
+        if claimed:
             return None
+        assert entry is not None
         subject = entry.subject or subject
         if entry.state == "done":
             result = self.dialect.load_result(entry.result)
@@ -385,14 +406,30 @@ class Channel(Generic[R]):
             handle = self.resume(entry.job_id, subject=subject, deadline=deadline)
             self._journal_outcome(journal_key, handle._job)
             return handle
-        if entry.state == "failed" and not entry.retryable and entry.job_id is not None:
+        if entry.state == "failed" and entry.job_id is not None and not entry.retryable:
             error = self.dialect.failure(
                 entry.job_id, subject, entry.failure_reason, entry.error_message
             )
             return self.handle(Job.finished(entry.job_id, subject, error=error), None)
+        if entry.state == "uncertain" and entry.claim_is_live(time.time()):
+            if entry.owner != journal.owner and not self._sharing:
+                self._sharing = True
+                logger.warning(
+                    "the journal %s is shared with another process (%s): this one waits "
+                    "for its submits instead of sending them again",
+                    journal,
+                    entry.owner,
+                )
+            await anyio.sleep(CLAIM_POLL)  # its answer (or its end) will show
+            return _WAIT
         if entry.state == "uncertain":
-            return await self._after_uncertain(journal_key, subject, entry)
-        return None  # a retryable failure: submit again
+            known = await self._after_uncertain(journal_key, subject, entry)
+            if known is not None:
+                return known
+        claimed, _ = await journal.claim(
+            api, journal_key, subject=subject, lease=CLAIM_LEASE, take_over=True
+        )
+        return None if claimed else _WAIT
 
     async def _after_uncertain(
         self, journal_key: str, subject: str | None, entry: JournalEntry

@@ -19,9 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -31,7 +33,15 @@ import attrs
 
 from kepler_async._exceptions import ConfigurationError, JobFailed, KeplerError
 
-__all__ = ["JobStore", "JournalEntry", "JournalError", "SQLiteJobStore", "key_fingerprint"]
+__all__ = [
+    "JobStore",
+    "JournalEntry",
+    "JournalError",
+    "SQLiteJobStore",
+    "key_fingerprint",
+    "new_owner",
+    "owner_alive",
+]
 
 SCHEMA_VERSION = 2
 
@@ -50,6 +60,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_message TEXT,
     failure_reason TEXT,
     retryable INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until REAL,
     PRIMARY KEY (api, key)
 );
 """
@@ -98,10 +110,48 @@ class JournalEntry:
     error_message: str | None = None
     failure_reason: str | None = None
     retryable: bool = False
+    #: Who wrote an ``uncertain`` row (``host/pid/nonce``) and until when its claim
+    #: holds: while it does, that process is submitting the key and others wait.
+    owner: str | None = None
+    lease_until: float | None = None
+
+    def claim_is_live(self, now: float) -> bool:
+        """True while another process's submit of this key may still be answered."""
+        return (
+            self.state == "uncertain"
+            and self.lease_until is not None
+            and self.lease_until > now
+            and owner_alive(self.owner)
+        )
+
+
+def new_owner() -> str:
+    """An identity for this store in this process: ``host/pid/nonce``."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """False when ``owner`` is a process of this machine that no longer runs."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine's: only its lease tells
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
 
 
 class JobStore(Protocol):
     """What a client needs of a journal (``SQLiteJobStore`` is the one built in)."""
+
+    #: This store's identity in claims (``host/pid/nonce``).
+    owner: str
 
     async def bind(self, *, base_url: str, fingerprint: str) -> None: ...
 
@@ -112,6 +162,10 @@ class JobStore(Protocol):
     ) -> None: ...
 
     async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None: ...
+
+    async def claim(
+        self, api: str, key: str, *, subject: str | None, lease: float, take_over: bool = False
+    ) -> tuple[bool, JournalEntry | None]: ...
 
     async def forget_intent(self, api: str, key: str) -> None: ...
 
@@ -136,6 +190,8 @@ class SQLiteJobStore:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one statement at a time, whatever the thread
         self._bound: tuple[str, str] | None = None
+        #: This store's identity in claims (``host/pid/nonce``).
+        self.owner = new_owner()
 
     @property
     def path(self) -> Path:
@@ -256,7 +312,7 @@ class SQLiteJobStore:
 
     _COLUMNS = (
         "api, key, subject, job_id, state, submitted_at, finished_at, result, error_class, "
-        "error_message, failure_reason, retryable"
+        "error_message, failure_reason, retryable, owner, lease_until"
     )
 
     def _entry(self, row: tuple[Any, ...]) -> JournalEntry:
@@ -273,6 +329,8 @@ class SQLiteJobStore:
             error_message=row[9],
             failure_reason=row[10],
             retryable=bool(row[11]),
+            owner=row[12],
+            lease_until=row[13],
         )
 
     async def get(self, api: str, key: str) -> JournalEntry | None:
@@ -304,15 +362,71 @@ class SQLiteJobStore:
         )
 
     async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None:
-        """A submit for ``key`` is about to be sent (an intent, written before it), or
-        may have started a job whose id never arrived."""
+        """A submit for ``key`` may have started a job whose id never arrived (its
+        claim, if any, ends: the submit is in doubt for everyone now)."""
         await self._call(
             "INSERT INTO jobs (api, key, subject, state, submitted_at) "
             "VALUES (?, ?, ?, 'uncertain', ?) ON CONFLICT (api, key) DO UPDATE SET "
-            "state = 'uncertain', submitted_at = excluded.submitted_at "
+            "state = 'uncertain', submitted_at = excluded.submitted_at, lease_until = NULL "
             "WHERE jobs.state != 'done'",
             (api, key, subject, time.time()),
         )
+
+    def _claim_sync(
+        self, api: str, key: str, subject: str | None, lease: float, take_over: bool
+    ) -> tuple[bool, JournalEntry | None]:
+        with self._lock:
+            conn = self._open()
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # one claimant at a time, across processes
+                try:
+                    rows = conn.execute(
+                        f"SELECT {self._COLUMNS} FROM jobs WHERE api = ? AND key = ?", (api, key)
+                    ).fetchall()
+                    entry = self._entry(rows[0]) if rows else None
+                    now = time.time()
+                    free = entry is None or (entry.state == "failed" and entry.retryable)
+                    if take_over:  # the in-doubt rule said to submit again
+                        free = entry is None or (
+                            entry.state in ("uncertain", "failed")
+                            and not (entry.owner != self.owner and entry.claim_is_live(now))
+                        )
+                    if not free:
+                        return False, entry
+                    conn.execute(
+                        "INSERT INTO jobs (api, key, subject, state, submitted_at, owner, "
+                        "lease_until) VALUES (?, ?, ?, 'uncertain', ?, ?, ?) "
+                        "ON CONFLICT (api, key) DO UPDATE SET state = 'uncertain', "
+                        "subject = COALESCE(excluded.subject, jobs.subject), job_id = NULL, "
+                        "submitted_at = excluded.submitted_at, owner = excluded.owner, "
+                        "lease_until = excluded.lease_until, finished_at = NULL, "
+                        "result = NULL, error_class = NULL, error_message = NULL, "
+                        "failure_reason = NULL, retryable = 0",
+                        (api, key, subject, now, self.owner, now + lease),
+                    )
+                    return True, entry
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise JournalError(f"journal {self._path}: {exc}") from exc
+
+    async def claim(
+        self, api: str, key: str, *, subject: str | None, lease: float, take_over: bool = False
+    ) -> tuple[bool, JournalEntry | None]:
+        """Claim the submit of ``key`` for this process, atomically across processes.
+
+        True (and the intent written, held for ``lease`` seconds) when the key is
+        free: never submitted, or its job failed in a retryable way (or, with
+        ``take_over``, its submit is in doubt and nobody holds it). Otherwise False
+        and what the journal holds (the caller replays, waits, or applies the
+        in-doubt rule).
+        """
+        args = (api, key, subject, lease, take_over)
+        if not self._threaded:
+            return self._claim_sync(*args)
+        return await anyio.to_thread.run_sync(self._claim_sync, *args, abandon_on_cancel=True)
 
     async def forget_intent(self, api: str, key: str) -> None:
         """A submit written down as uncertain was refused for sure: nothing started."""
