@@ -5,7 +5,8 @@ from __future__ import annotations
 from kepler_async._engine._channel import EngineStatistics
 from kepler_async._engine._engine import JobEngine
 from kepler_async._engine._handle import JobHandle
-from kepler_async._engine._journal import JournalEntry, JournalError, SQLiteJobStore
+from kepler_async._engine._journal import JobStore, JournalEntry, JournalError, SQLiteJobStore
+from kepler_async._engine._postgres import PostgresJobStore
 from kepler_async._kepler._batch import ScoreBatch, ScoreOutcome
 from kepler_async._kepler._client import AsyncKepler
 from kepler_async._kepler._domains import normalize_domain
@@ -116,6 +117,7 @@ __all__ = [
     "JobHandle",
     "JobNotDone",
     "JobNotFound",
+    "JobStore",
     "JobStatus",
     "JournalEntry",
     "JournalError",
@@ -132,6 +134,7 @@ __all__ = [
     "PipelineTimedOut",
     "PollPolicy",
     "PollingCancelled",
+    "PostgresJobStore",
     "ProfileSplit",
     "ProtocolError",
     "Rank",

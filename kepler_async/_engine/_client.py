@@ -37,6 +37,7 @@ from ._engine import CLOSE_BOUND, JobEngine
 from ._handle import JobHandle
 from ._http import DEFAULT_MAX_BODY, DEFAULT_MAX_POLL_BODY, HttpBoundary
 from ._journal import JobStore, SQLiteJobStore, key_fingerprint
+from ._postgres import PostgresJobStore
 from ._protocol import JobApi, Request
 
 __all__ = ["ApiClient", "check_base_url", "check_plain_http", "is_local_host"]
@@ -160,8 +161,8 @@ class ApiClient(abc.ABC, Generic[R]):
             raise ConfigurationError("poll_policy must be a PollPolicy")
         if engine is not None and not isinstance(engine, JobEngine):
             raise ConfigurationError("engine must be a JobEngine")
-        if journal is not None and not isinstance(journal, SQLiteJobStore):
-            raise ConfigurationError("journal must be a SQLiteJobStore")
+        if journal is not None and not isinstance(journal, (SQLiteJobStore, PostgresJobStore)):
+            raise ConfigurationError("journal must be a SQLiteJobStore or a PostgresJobStore")
         self._resubmit_in_doubt = bool(resubmit_in_doubt)
         self._owns_engine = engine is None
         if engine is None:

@@ -38,6 +38,8 @@ __all__ = [
     "JournalEntry",
     "JournalError",
     "SQLiteJobStore",
+    "check_meta",
+    "claimable",
     "key_fingerprint",
     "new_owner",
     "owner_alive",
@@ -123,6 +125,40 @@ class JournalEntry:
             and self.lease_until > now
             and owner_alive(self.owner)
         )
+
+
+def check_meta(meta: dict[str, str], base_url: str, fingerprint: str, *, where: str) -> None:
+    """Refuse a journal of a newer schema, another API (base URL) or another key."""
+    try:
+        version = int(meta.get("schema_version", ""))
+    except ValueError:
+        raise JournalError(f"{where}: no schema version; not a journal of ours") from None
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"{where} was written by a newer kepler-async (schema {version}, "
+            f"this one reads {SCHEMA_VERSION}); upgrade instead of overwriting it"
+        )
+    if meta.get("base_url") != base_url:
+        raise JournalError(
+            f"{where} was made for {meta.get('base_url')!r}, not {base_url!r}; "
+            "use another journal for another API"
+        )
+    if meta.get("key_fingerprint") != fingerprint:
+        raise JournalError(
+            f"{where} was made with another API key; jobs are bound to the key "
+            "that created them, so use another journal"
+        )
+
+
+def claimable(entry: JournalEntry | None, owner: str, now: float, *, take_over: bool) -> bool:
+    """Whether ``owner`` may claim a key the journal holds as ``entry`` (see ``claim``)."""
+    if entry is None or (entry.state == "failed" and entry.retryable):
+        return True
+    if not take_over:
+        return False
+    return entry.state in ("uncertain", "failed") and not (
+        entry.owner != owner and entry.claim_is_live(now)
+    )
 
 
 def new_owner() -> str:
@@ -270,25 +306,7 @@ class SQLiteJobStore:
                 ) from None
 
     def _check(self, meta: dict[str, str], base_url: str, fingerprint: str) -> None:
-        try:
-            version = int(meta.get("schema_version", ""))
-        except ValueError:
-            raise JournalError(f"{self._path}: no schema version; not a journal of ours") from None
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"{self._path} was written by a newer kepler-async (schema {version}, "
-                f"this one reads {SCHEMA_VERSION}); upgrade instead of overwriting it"
-            )
-        if meta.get("base_url") != base_url:
-            raise JournalError(
-                f"{self._path} was made for {meta.get('base_url')!r}, not {base_url!r}; "
-                "use another journal file for another API"
-            )
-        if meta.get("key_fingerprint") != fingerprint:
-            raise JournalError(
-                f"{self._path} was made with another API key; jobs are bound to the key "
-                "that created them, so use another journal file"
-            )
+        check_meta(meta, base_url, fingerprint, where=str(self._path))
 
     async def bind(self, *, base_url: str, fingerprint: str) -> None:
         """Claim the journal for this API and key (by ``key_fingerprint``), or refuse one
@@ -385,13 +403,7 @@ class SQLiteJobStore:
                     ).fetchall()
                     entry = self._entry(rows[0]) if rows else None
                     now = time.time()
-                    free = entry is None or (entry.state == "failed" and entry.retryable)
-                    if take_over:  # the in-doubt rule said to submit again
-                        free = entry is None or (
-                            entry.state in ("uncertain", "failed")
-                            and not (entry.owner != self.owner and entry.claim_is_live(now))
-                        )
-                    if not free:
+                    if not claimable(entry, self.owner, now, take_over=take_over):
                         return False, entry
                     conn.execute(
                         "INSERT INTO jobs (api, key, subject, state, submitted_at, owner, "

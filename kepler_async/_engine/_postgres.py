@@ -1,0 +1,278 @@
+"""``PostgresJobStore``: the journal in PostgreSQL, for services on several machines.
+
+The same records and the same claims as ``SQLiteJobStore`` (see ``_journal``), in two
+tables of a database every machine reaches. A claim is a row taken inside a
+transaction (``INSERT ... ON CONFLICT DO NOTHING``, then ``SELECT ... FOR UPDATE``), so
+two machines never both submit a key. It needs the ``postgres`` extra (asyncpg):
+``pip install "kepler-async[postgres]"``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from typing import Any
+
+from kepler_async._exceptions import ConfigurationError, JobFailed, KeplerError
+
+from ._journal import (
+    SCHEMA_VERSION,
+    JournalEntry,
+    JournalError,
+    check_meta,
+    claimable,
+    new_owner,
+)
+
+__all__ = ["PostgresJobStore"]
+
+_COLUMNS = (
+    "api, key, subject, job_id, state, submitted_at, finished_at, result, error_class, "
+    "error_message, failure_reason, retryable, owner, lease_until"
+)
+
+
+def _where(dsn: str) -> str:
+    """``host:port/database`` of a DSN, for messages: never the user or password."""
+    parts = urllib.parse.urlsplit(dsn)
+    host = parts.hostname or "localhost"
+    return f"{host}:{parts.port or 5432}{parts.path or ''}"
+
+
+class PostgresJobStore:
+    """A journal of jobs in PostgreSQL: ``AsyncKepler(journal=PostgresJobStore(dsn))``.
+
+    ``dsn`` is a ``postgresql://`` URL; ``prefix`` names the tables
+    (``{prefix}jobs``, ``{prefix}meta``), so several journals can share a database.
+    The connection opens on first use (``async with`` of the client); a server that
+    cannot be reached is a ``ConfigurationError`` naming its host and port.
+    """
+
+    def __init__(self, dsn: str, *, prefix: str = "kepler_async_") -> None:
+        if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError("dsn must be a postgresql:// URL")
+        if not prefix.replace("_", "").isalnum():
+            raise ConfigurationError(f"prefix must be letters, digits and '_', got {prefix!r}")
+        self._dsn = dsn
+        self._jobs = f"{prefix}jobs"
+        self._meta = f"{prefix}meta"
+        self._pool: Any = None
+        self._bound: tuple[str, str] | None = None
+        #: This store's identity in claims (``host/pid/nonce``).
+        self.owner = new_owner()
+
+    def __repr__(self) -> str:
+        return f"<PostgresJobStore {_where(self._dsn)}>"
+
+    # --- opening ------------------------------------------------------------------------
+
+    async def _connect(self) -> Any:
+        if self._pool is None:
+            try:
+                import asyncpg
+            except ImportError:  # pragma: no cover - the extra is missing
+                raise ConfigurationError(
+                    'PostgresJobStore needs asyncpg: pip install "kepler-async[postgres]"'
+                ) from None
+            try:
+                pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise ConfigurationError(
+                    f"cannot reach the PostgreSQL journal at {_where(self._dsn)} "
+                    f"({type(exc).__name__})"
+                ) from None
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._meta} "
+                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                    f"CREATE TABLE IF NOT EXISTS {self._jobs} ("
+                    "api TEXT NOT NULL, key TEXT NOT NULL, subject TEXT, job_id TEXT, "
+                    "state TEXT NOT NULL CHECK (state IN "
+                    "('pending', 'done', 'failed', 'uncertain')), "
+                    "submitted_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, "
+                    "result TEXT, error_class TEXT, error_message TEXT, "
+                    "failure_reason TEXT, retryable BOOLEAN NOT NULL DEFAULT FALSE, "
+                    "owner TEXT, lease_until DOUBLE PRECISION, PRIMARY KEY (api, key))"
+                )
+            self._pool = pool
+        return self._pool
+
+    async def bind(self, *, base_url: str, fingerprint: str) -> None:
+        """Claim the journal for this API and key, or refuse one made for others."""
+        if self._bound == (base_url, fingerprint):
+            return
+        pool = await self._connect()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"INSERT INTO {self._meta} (key, value) VALUES "
+                "('schema_version', $1), ('base_url', $2), ('key_fingerprint', $3), "
+                "('created_at', $4) ON CONFLICT (key) DO NOTHING",
+                str(SCHEMA_VERSION),
+                base_url,
+                fingerprint,
+                str(time.time()),
+            )
+            rows = await conn.fetch(f"SELECT key, value FROM {self._meta}")
+        check_meta({r["key"]: r["value"] for r in rows}, base_url, fingerprint, where=repr(self))
+        self._bound = (base_url, fingerprint)
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    # --- reading ------------------------------------------------------------------------
+
+    @staticmethod
+    def _entry(row: Any) -> JournalEntry:
+        return JournalEntry(
+            api=row["api"],
+            key=row["key"],
+            subject=row["subject"],
+            job_id=row["job_id"],
+            state=row["state"],
+            submitted_at=row["submitted_at"],
+            finished_at=row["finished_at"],
+            result=json.loads(row["result"]) if row["result"] else None,
+            error_class=row["error_class"],
+            error_message=row["error_message"],
+            failure_reason=row["failure_reason"],
+            retryable=bool(row["retryable"]),
+            owner=row["owner"],
+            lease_until=row["lease_until"],
+        )
+
+    async def _run(self, sql: str, *args: Any) -> list[Any]:
+        pool = await self._connect()
+        try:
+            async with pool.acquire() as conn:
+                return list(await conn.fetch(sql, *args))
+        except OSError as exc:
+            raise JournalError(f"journal {self!r}: {type(exc).__name__}") from exc
+
+    async def get(self, api: str, key: str) -> JournalEntry | None:
+        rows = await self._run(
+            f"SELECT {_COLUMNS} FROM {self._jobs} WHERE api = $1 AND key = $2", api, key
+        )
+        return self._entry(rows[0]) if rows else None
+
+    async def entries(self) -> list[JournalEntry]:
+        rows = await self._run(f"SELECT {_COLUMNS} FROM {self._jobs} ORDER BY api, key")
+        return [self._entry(row) for row in rows]
+
+    # --- claims and writes --------------------------------------------------------------
+
+    async def claim(
+        self, api: str, key: str, *, subject: str | None, lease: float, take_over: bool = False
+    ) -> tuple[bool, JournalEntry | None]:
+        """As ``SQLiteJobStore.claim``: atomic across every machine on the database."""
+        pool = await self._connect()
+        now = time.time()
+        async with pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetch(
+                f"INSERT INTO {self._jobs} (api, key, subject, state, submitted_at, owner, "
+                "lease_until) VALUES ($1, $2, $3, 'uncertain', $4, $5, $6) "
+                "ON CONFLICT (api, key) DO NOTHING RETURNING key",
+                api,
+                key,
+                subject,
+                now,
+                self.owner,
+                now + lease,
+            )
+            if inserted:
+                return True, None
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM {self._jobs} WHERE api = $1 AND key = $2 FOR UPDATE",
+                api,
+                key,
+            )
+            entry = self._entry(rows[0])
+            if not claimable(entry, self.owner, now, take_over=take_over):
+                return False, entry
+            await conn.execute(
+                f"UPDATE {self._jobs} SET state = 'uncertain', "
+                "subject = COALESCE($3, subject), job_id = NULL, submitted_at = $4, "
+                "owner = $5, lease_until = $6, finished_at = NULL, result = NULL, "
+                "error_class = NULL, error_message = NULL, failure_reason = NULL, "
+                "retryable = FALSE WHERE api = $1 AND key = $2",
+                api,
+                key,
+                subject,
+                now,
+                self.owner,
+                now + lease,
+            )
+            return True, entry
+
+    async def record_submitted(
+        self, api: str, key: str, job_id: str, *, subject: str | None = None
+    ) -> None:
+        await self._run(
+            f"INSERT INTO {self._jobs} AS j (api, key, subject, job_id, state, submitted_at) "
+            "VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (api, key) DO UPDATE SET "
+            "subject = COALESCE(excluded.subject, j.subject), job_id = excluded.job_id, "
+            "state = 'pending', submitted_at = excluded.submitted_at, finished_at = NULL, "
+            "result = NULL, error_class = NULL, error_message = NULL, "
+            "failure_reason = NULL, retryable = FALSE",
+            api,
+            key,
+            subject,
+            job_id,
+            time.time(),
+        )
+
+    async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None:
+        await self._run(
+            f"INSERT INTO {self._jobs} AS j (api, key, subject, state, submitted_at) "
+            "VALUES ($1, $2, $3, 'uncertain', $4) ON CONFLICT (api, key) DO UPDATE SET "
+            "state = 'uncertain', submitted_at = excluded.submitted_at, lease_until = NULL "
+            "WHERE j.state != 'done'",
+            api,
+            key,
+            subject,
+            time.time(),
+        )
+
+    async def forget_intent(self, api: str, key: str) -> None:
+        await self._run(
+            f"DELETE FROM {self._jobs} WHERE api = $1 AND key = $2 AND state = 'uncertain'",
+            api,
+            key,
+        )
+
+    async def record_done(self, api: str, key: str, job_id: str | None, result: object) -> None:
+        await self._run(
+            f"INSERT INTO {self._jobs} AS j (api, key, job_id, state, finished_at, result) "
+            "VALUES ($1, $2, $3, 'done', $4, $5) ON CONFLICT (api, key) DO UPDATE SET "
+            "job_id = COALESCE(excluded.job_id, j.job_id), state = 'done', "
+            "finished_at = excluded.finished_at, result = excluded.result",
+            api,
+            key,
+            job_id,
+            time.time(),
+            json.dumps(result),
+        )
+
+    async def record_failed(
+        self, api: str, key: str, job_id: str | None, error: KeplerError
+    ) -> None:
+        reason = error.failure_reason if isinstance(error, JobFailed) else None
+        await self._run(
+            f"INSERT INTO {self._jobs} AS j (api, key, job_id, state, finished_at, "
+            "error_class, error_message, failure_reason, retryable) "
+            "VALUES ($1, $2, $3, 'failed', $4, $5, $6, $7, $8) "
+            "ON CONFLICT (api, key) DO UPDATE SET job_id = COALESCE(excluded.job_id, "
+            "j.job_id), state = 'failed', finished_at = excluded.finished_at, "
+            "error_class = excluded.error_class, error_message = excluded.error_message, "
+            "failure_reason = excluded.failure_reason, retryable = excluded.retryable",
+            api,
+            key,
+            job_id,
+            time.time(),
+            type(error).__name__,
+            error.message,
+            reason,
+            bool(getattr(error, "retryable", False)),
+        )

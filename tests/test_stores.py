@@ -1,0 +1,173 @@
+"""The two journal stores, one behaviour: SQLite (one machine) and PostgreSQL (several),
+the same tests for both. The PostgreSQL server is real, started here (skipped, with the
+reason, only where none can be started). Real time: a database is real I/O."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import kepler_async as ka
+from kepler_async import AsyncKepler, JobStore, PostgresJobStore, SQLiteJobStore
+from kepler_async._kepler._dialect import KEPLER_POLICY
+from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
+
+from .postgres_server import Unavailable, postgres_server
+
+pytestmark = pytest.mark.anyio
+
+StoreFactory = Callable[[], Any]
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    try:
+        with postgres_server() as dsn:
+            yield dsn
+    except Unavailable as why:
+        pytest.skip(f"PostgreSQL: {why}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """Stores on one journal: each call is another process's view of it. All are
+    closed after the test."""
+    made: list[Any] = []
+    if request.param == "sqlite":
+        path = tmp_path / "journal.db"
+
+        def make() -> Any:
+            made.append(SQLiteJobStore(path))
+            return made[-1]
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+        prefix = f"t{uuid.uuid4().hex[:12]}_"
+
+        def make() -> Any:
+            made.append(PostgresJobStore(dsn, prefix=prefix))
+            return made[-1]
+
+    yield make
+    for store in made:
+        await store.aclose()
+
+
+async def bound(store: JobStore) -> JobStore:
+    await store.bind(base_url="http://kepler.simulator.test", fingerprint="f1")
+    return store
+
+
+async def test_records_round_trip(make_store: StoreFactory) -> None:
+    store = await bound(make_store())
+    await store.record_submitted("kepler", "a.com", "job-1", subject="a.com")
+    entry = await store.get("kepler", "a.com")
+    assert entry is not None
+    assert (entry.state, entry.job_id, entry.subject) == ("pending", "job-1", "a.com")
+    await store.record_done("kepler", "a.com", "job-1", {"score": 70})
+    entry = await store.get("kepler", "a.com")
+    assert entry is not None
+    assert (entry.state, entry.result) == ("done", {"score": 70})
+    failure = ka.PipelineTimedOut("timed out", job_id="job-2", subject="b.com", failure_reason="x")
+    await store.record_failed("kepler", "b.com", "job-2", failure)
+    entry = await store.get("kepler", "b.com")
+    assert entry is not None
+    assert (entry.state, entry.retryable, entry.error_class) == ("failed", True, "PipelineTimedOut")
+    assert await store.get("kepler", "nothing.com") is None
+    await store.aclose()
+
+
+async def test_a_journal_of_another_api_or_key_is_refused(make_store: StoreFactory) -> None:
+    await bound(make_store())
+    with pytest.raises(ka.JournalError, match="another API key"):
+        await make_store().bind(base_url="http://kepler.simulator.test", fingerprint="f2")
+    with pytest.raises(ka.JournalError, match="was made for"):
+        await make_store().bind(base_url="https://elsewhere.test", fingerprint="f1")
+
+
+async def test_claims_are_atomic_and_held_by_one_owner(make_store: StoreFactory) -> None:
+    one, two = await bound(make_store()), await bound(make_store())
+    claimed, _ = await one.claim("kepler", "a.com", subject="a.com", lease=60)
+    assert claimed
+    claimed, entry = await two.claim("kepler", "a.com", subject="a.com", lease=60)
+    assert not claimed
+    assert entry is not None
+    assert entry.owner == one.owner
+    assert entry.claim_is_live(time.time())
+    # even taking over is refused while the claim lives
+    claimed, _ = await two.claim("kepler", "a.com", subject="a.com", lease=60, take_over=True)
+    assert not claimed
+    await one.forget_intent("kepler", "a.com")  # refused for sure: free again
+    claimed, _ = await two.claim("kepler", "a.com", subject="a.com", lease=60)
+    assert claimed
+
+
+async def test_an_expired_claim_is_in_doubt_and_can_be_taken_over(
+    make_store: StoreFactory,
+) -> None:
+    one, two = await bound(make_store()), await bound(make_store())
+    assert (await one.claim("kepler", "a.com", subject="a.com", lease=0.2))[0]
+    await anyio.sleep(0.3)
+    claimed, entry = await two.claim("kepler", "a.com", subject="a.com", lease=60)
+    assert not claimed
+    assert entry is not None
+    assert not entry.claim_is_live(time.time())  # in doubt: the rule decides
+    claimed, _ = await two.claim("kepler", "a.com", subject="a.com", lease=60, take_over=True)
+    assert claimed
+
+
+async def test_concurrent_claims_elect_exactly_one(make_store: StoreFactory) -> None:
+    stores = [await bound(make_store()) for _ in range(8)]
+    results: list[bool] = []
+
+    async def claim(store: JobStore) -> None:
+        results.append((await store.claim("kepler", "race.com", subject=None, lease=60))[0])
+
+    async with anyio.create_task_group() as tg:
+        for store in stores:
+            tg.start_soon(claim, store)
+    assert sorted(results) == [False] * 7 + [True]
+
+
+async def test_two_clients_on_one_store_submit_a_domain_once(make_store: StoreFactory) -> None:
+    """Two clients, each with its own store on the journal (two processes, or two
+    machines on one PostgreSQL): one cold run, one job, two scores."""
+    sim = KeplerSimulator(time_scale=0.01, failure_mix={})
+    policy = KEPLER_POLICY.scaled(0.01)
+
+    def client() -> AsyncKepler:
+        return AsyncKepler(
+            LIVE_KEY,
+            base_url=SIM_BASE_URL,
+            transport=asgi_transport(sim),
+            poll_policy=policy,
+            journal=make_store(),
+        )
+
+    scores: list[ka.Score] = []
+    async with client() as first, client() as second:
+
+        async def score(kepler: AsyncKepler) -> None:
+            scores.append(await kepler.score("stripe.com"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(score, first)
+            tg.start_soon(score, second)
+    assert len(scores) == 2
+    assert sim.counters.cold_runs_billed["stripe.com"] == 1
+
+
+async def test_an_unreachable_database_names_host_and_port_never_the_password() -> None:
+    store = PostgresJobStore("postgresql://app:hunter2@127.0.0.1:9/jobs")
+    kepler = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, journal=store)
+    with pytest.raises(ka.ConfigurationError) as info:
+        async with kepler:
+            pass
+    assert "127.0.0.1:9" in str(info.value)
+    assert "hunter2" not in str(info.value)
+    assert "hunter2" not in repr(store)
