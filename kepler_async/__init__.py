@@ -5,7 +5,15 @@ from __future__ import annotations
 from kepler_async._engine._channel import EngineStatistics
 from kepler_async._engine._engine import JobEngine
 from kepler_async._engine._handle import JobHandle
-from kepler_async._engine._journal import JobStore, JournalEntry, JournalError, SQLiteJobStore
+from kepler_async._engine._journal import (
+    JobStore,
+    JournalEntry,
+    JournalError,
+    JournalFull,
+    JournalLocked,
+    JournalUnavailable,
+    SQLiteJobStore,
+)
 from kepler_async._engine._postgres import PostgresJobStore
 from kepler_async._kepler._batch import ScoreBatch, ScoreOutcome
 from kepler_async._kepler._client import AsyncKepler
@@ -117,10 +125,13 @@ __all__ = [
     "JobHandle",
     "JobNotDone",
     "JobNotFound",
-    "JobStore",
     "JobStatus",
+    "JobStore",
     "JournalEntry",
     "JournalError",
+    "JournalFull",
+    "JournalLocked",
+    "JournalUnavailable",
     "KIRating",
     "KeplerError",
     "Mover",

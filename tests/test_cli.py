@@ -433,3 +433,37 @@ def test_two_runs_on_one_journal_pay_once_per_domain(
     assert fast_sim.counters.total_cold_runs == len(domains)
     assert set(fast_sim.counters.cold_runs_billed.values()) == {1}
     assert any("shared with another process" in err for err in errs), errs
+
+
+def test_five_random_sigkills_then_a_clean_finish_pay_once_per_domain(
+    sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    """A 500-domain run over one journal, SIGKILLed five times at random moments (some
+    mid-POST), then run to its end: each domain billed once, one row per input."""
+    import random
+
+    fast_sim.cold_duration = (25.0, 300.0)
+    # No failed runs here: a run that fails while its submit's answer is lost leaves
+    # no score, so the in-doubt rule cannot tell it from a POST that never arrived and
+    # submits again after the longest run (README, "Several workers").
+    fast_sim.failure_mix = {}
+    domains = [f"kill-{i:03d}.com" for i in range(500)]
+    listing = tmp_path / "domains.txt"
+    listing.write_text("\n".join(domains) + "\n")
+    journal = tmp_path / "run.db"
+    common = ["score", "-f", str(listing), "--journal", str(journal), "--base-url", sim_url]
+    common += ["--poll-scale", str(SCALE), "-q"]
+    draw = random.Random(5)
+    for attempt in range(5):
+        out = tmp_path / f"killed-{attempt}.jsonl"
+        run = _start([*common, "-o", str(out)], _env())
+        time.sleep(draw.uniform(0.5, 2.0))  # anywhere: mid-POST, mid-poll, mid-write
+        run.send_signal(signal.SIGKILL)
+        run.communicate(timeout=10)
+    final_out = tmp_path / "final.jsonl"
+    final = _start([*common, "-o", str(final_out)], _env())
+    _, err = final.communicate(timeout=180)
+    assert final.returncode in (0, 1), err
+    assert sorted(str(r["domain"]) for r in rows(final_out.read_text())) == domains
+    assert fast_sim.counters.total_cold_runs == len(domains)
+    assert set(fast_sim.counters.cold_runs_billed.values()) == {1}

@@ -254,3 +254,22 @@ async def test_journal_files_are_readable_by_their_owner_only(tmp_path: Path) ->
         assert file.exists(), file
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
     await store.aclose()
+
+
+async def test_a_lock_held_too_long_is_an_error_of_its_own(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "run.db"
+    store = SQLiteJobStore(path, threaded=False)
+    await store.bind(base_url="http://x.example", fingerprint="abc")
+    holder = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        store._open().execute("PRAGMA busy_timeout = 100")
+        with pytest.raises(ka.JournalLocked) as info:
+            await store.record_submitted("kepler", "a.com", "job-1")
+        assert not isinstance(info.value, ValueError)  # not a configuration error
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        await store.aclose()

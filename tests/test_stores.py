@@ -107,16 +107,30 @@ async def test_claims_are_atomic_and_held_by_one_owner(make_store: StoreFactory)
     assert claimed
 
 
-async def test_an_expired_claim_is_in_doubt_and_can_be_taken_over(
+async def test_an_expired_claim_that_sent_nothing_is_simply_free(
     make_store: StoreFactory,
 ) -> None:
     one, two = await bound(make_store()), await bound(make_store())
     assert (await one.claim("kepler", "a.com", subject="a.com", lease=0.2))[0]
     await anyio.sleep(0.3)
     claimed, entry = await two.claim("kepler", "a.com", subject="a.com", lease=60)
+    assert claimed  # nothing was sent under that claim: no doubt to resolve
+    assert entry is not None
+    assert entry.state == "claimed"
+
+
+async def test_an_expired_claim_that_sent_its_submit_is_in_doubt(
+    make_store: StoreFactory,
+) -> None:
+    one, two = await bound(make_store()), await bound(make_store())
+    assert (await one.claim("kepler", "a.com", subject="a.com", lease=0.2))[0]
+    await one.record_sending("kepler", "a.com")
+    await anyio.sleep(0.3)
+    claimed, entry = await two.claim("kepler", "a.com", subject="a.com", lease=60)
     assert not claimed
     assert entry is not None
-    assert not entry.claim_is_live(time.time())  # in doubt: the rule decides
+    assert entry.state == "uncertain"
+    assert not entry.claim_is_live(time.time())  # in doubt: the API's rule decides
     claimed, _ = await two.claim("kepler", "a.com", subject="a.com", lease=60, take_over=True)
     assert claimed
 

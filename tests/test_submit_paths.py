@@ -395,6 +395,7 @@ async def test_a_claim_whose_process_is_gone_is_in_doubt_at_once(tmp_path: Path)
     store.owner = f"{socket.gethostname()}/{dead_pid}/gone"
     claimed, _ = await store.claim("kepler", "a.com", subject="a.com", lease=120)
     assert claimed
+    await store.record_sending("kepler", "a.com")  # then the process died mid-POST
     other = SQLiteJobStore(tmp_path / "j.db", threaded=False)
     await other.bind(base_url="http://x.test", fingerprint="f")
     claimed, entry = await other.claim("kepler", "a.com", subject="a.com", lease=120)

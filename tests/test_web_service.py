@@ -11,11 +11,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,6 +34,17 @@ from kepler_async.testing import (
     create_app,
     serve,
 )
+
+from .postgres_server import Unavailable, postgres_server
+
+
+@pytest.fixture(scope="module")
+def postgres_dsn() -> Iterator[str]:
+    try:
+        with postgres_server() as dsn:
+            yield dsn
+    except Unavailable as why:
+        pytest.skip(f"PostgreSQL: {why}")
 
 
 def test_uvicorns_graceful_timeout_bounds_shutdown_while_cold_jobs_wait() -> None:
@@ -97,13 +111,17 @@ import contextlib, os
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from kepler_async import AsyncKepler, PollPolicy, SQLiteJobStore
+from kepler_async import AsyncKepler, PollPolicy, PostgresJobStore, SQLiteJobStore
 from kepler_async._kepler._dialect import KEPLER_POLICY
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app):
-    journal = SQLiteJobStore(os.environ["JOURNAL"])
+    where = os.environ["JOURNAL"]
+    if where.startswith("postgresql://"):
+        journal = PostgresJobStore(where, prefix=os.environ["PREFIX"])
+    else:
+        journal = SQLiteJobStore(where)
     policy = KEPLER_POLICY.scaled(float(os.environ["SCALE"]))
     async with AsyncKepler(base_url=os.environ["SIM_URL"], poll_policy=policy,
                            journal=journal) as kepler:
@@ -120,63 +138,89 @@ app = Starlette(routes=[Route("/companies/{domain}", company)], lifespan=lifespa
 """
 
 
-def test_four_uvicorn_workers_on_one_journal_bill_each_domain_once(tmp_path: Path) -> None:
-    """The usual deployment: `uvicorn --workers 4`, one client per worker process, one
-    journal file shared by them. 400 concurrent requests over 50 domains: 50 cold runs
-    billed, every request answered with its score."""
-    scale = 0.01
-    sim = KeplerSimulator(seed=6, time_scale=scale, failure_mix={}, per_key_cold_per_hour=None)
-    (tmp_path / "service.py").write_text(APP)
+def _start_uvicorn(app_dir: Path, env: dict[str, str], workers: int) -> tuple[Any, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "service:app", "--workers", str(workers)),
+            *("--port", str(port), "--app-dir", str(app_dir), "--log-level", "warning"),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:  # until it answers
+        try:
+            httpx.get(f"{base}/nowhere", timeout=1)
+            return server, base
+        except httpx.TransportError:
+            assert server.poll() is None, server.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.2)
+
+
+def _ask_all(bases: list[str]) -> list[httpx.Response]:
+    """400 concurrent requests over 50 domains, spread over the servers."""
+
+    async def main() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=400)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+            replies: list[httpx.Response] = []
+
+            async def ask(n: int) -> None:
+                base = bases[n % len(bases)]
+                replies.append(await http.get(f"{base}/companies/web-{n % 50:02d}.com"))
+
+            async with anyio.create_task_group() as tg:
+                for n in range(400):
+                    tg.start_soon(ask, n)
+            return replies
+
+    return anyio.run(main)
+
+
+@pytest.mark.parametrize(
+    ("store", "servers", "workers"),
+    [
+        pytest.param("sqlite", 1, 4, id="one-machine-4-workers-sqlite"),
+        pytest.param("postgres", 2, 2, id="two-servers-postgres"),
+    ],
+)
+def test_workers_sharing_a_journal_bill_each_domain_once(
+    request: pytest.FixtureRequest, tmp_path: Path, store: str, servers: int, workers: int
+) -> None:
+    """The usual deployments: `uvicorn --workers 4` on one machine with one journal
+    file, and two separate servers sharing one PostgreSQL store. One client per worker
+    process. 400 concurrent requests over 50 domains: 50 cold runs billed, every
+    request answered with its score."""
+    scale = 0.01
+    sim = KeplerSimulator(seed=6, time_scale=scale, failure_mix={}, per_key_cold_per_hour=None)
+    (tmp_path / "service.py").write_text(APP)
+    journal = str(tmp_path / "run.db")
+    if store == "postgres":
+        journal = request.getfixturevalue("postgres_dsn")
     with serve(create_app(sim)) as sim_url:
         env = {
             **os.environ,
             "KEPLER_API_KEY": LIVE_KEY,
             "SIM_URL": sim_url,
-            "JOURNAL": str(tmp_path / "run.db"),
+            "JOURNAL": journal,
+            "PREFIX": f"w{uuid.uuid4().hex[:10]}_",
             "SCALE": str(scale),
         }
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "uvicorn", "service:app", "--workers", "4"),
-                *("--port", str(port), "--app-dir", str(tmp_path), "--log-level", "warning"),
-            ],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        started = [_start_uvicorn(tmp_path, env, workers) for _ in range(servers)]
         try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:  # until every worker has started
-                try:
-                    httpx.get(f"{base}/nowhere", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "uvicorn did not start"
-                    time.sleep(0.2)
-
-            async def ask_all() -> list[httpx.Response]:
-                domains = [f"web-{i % 50:02d}.com" for i in range(400)]
-                limits = httpx.Limits(max_connections=400)
-                async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
-                    replies: list[httpx.Response] = []
-
-                    async def ask(domain: str) -> None:
-                        replies.append(await http.get(f"/companies/{domain}"))
-
-                    async with anyio.create_task_group() as tg:
-                        for domain in domains:
-                            tg.start_soon(ask, domain)
-                    return replies
-
-            replies = anyio.run(ask_all)
+            replies = _ask_all([base for _, base in started])
         finally:
-            server.terminate()
-            _, err = server.communicate(timeout=30)
-    assert [r.status_code for r in replies] == [200] * 400, err[-2000:]
-    assert len({r.json()["pid"] for r in replies}) > 1  # served by several workers
+            errors = []
+            for server, _ in started:
+                server.terminate()
+                errors.append(server.communicate(timeout=30)[1])
+    assert [r.status_code for r in replies] == [200] * 400, errors
+    assert len({r.json()["pid"] for r in replies}) > 1  # served by several processes
     assert sim.counters.total_cold_runs == 50
     assert set(sim.counters.cold_runs_billed.values()) == {1}

@@ -272,12 +272,17 @@ class Channel(Generic[R]):
     ) -> None:
         job: Job[R] | None = None
         error: BaseException | None = None
+        sent = False
         try:
-            # With a journal, the claim (``_replay``) wrote the intent before this:
-            # a crash from here on leaves the submit in doubt, never unknown.
             token = object()
             await self.engine.scheduler.acquire(token)
             try:
+                if self.journal is not None and journal_key is not None:
+                    # Write-ahead: from here on a crash leaves the submit in doubt,
+                    # never unknown (the claim, in ``_replay``, sent nothing yet).
+                    with anyio.CancelScope(shield=True):
+                        await self.journal.record_sending(self.dialect.name, journal_key)
+                sent = True
                 reply = await self.http.request(
                     request.method,
                     request.path,
@@ -347,6 +352,10 @@ class Channel(Generic[R]):
                 await self._forget_intent(journal_key)
             error = exc
         except BaseException:
+            if not sent:  # cut off while it waited for a slot: nothing was sent
+                error = ClientClosed("the client closed before the submit was sent")
+                await self._forget_intent(journal_key)
+                raise
             error = SubmitUncertain(
                 "the client closed while the submit was in flight; it may have started a job",
                 method=request.method,
@@ -411,7 +420,7 @@ class Channel(Generic[R]):
                 entry.job_id, subject, entry.failure_reason, entry.error_message
             )
             return self.handle(Job.finished(entry.job_id, subject, error=error), None)
-        if entry.state == "uncertain" and entry.claim_is_live(time.time()):
+        if entry.state in ("claimed", "uncertain") and entry.claim_is_live(time.time()):
             if entry.owner != journal.owner and not self._sharing:
                 self._sharing = True
                 logger.warning(

@@ -37,6 +37,9 @@ __all__ = [
     "JobStore",
     "JournalEntry",
     "JournalError",
+    "JournalFull",
+    "JournalLocked",
+    "JournalUnavailable",
     "SQLiteJobStore",
     "check_meta",
     "claimable",
@@ -54,7 +57,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     key TEXT NOT NULL,
     subject TEXT,
     job_id TEXT,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed', 'uncertain')),
+    state TEXT NOT NULL CHECK (state IN ('claimed', 'pending', 'done', 'failed', 'uncertain')),
     submitted_at REAL,
     finished_at REAL,
     result TEXT,
@@ -82,12 +85,37 @@ DROP TABLE jobs_v1;
 UPDATE meta SET value = '2' WHERE key = 'schema_version';
 """
 
-#: ``uncertain``: a submit may have reached the API but its answer was lost.
-State = Literal["pending", "done", "failed", "uncertain"]
+#: ``claimed``: a process will submit the key (nothing sent yet); ``uncertain``: a
+#: submit was sent and may have reached the API, but no answer is on record.
+State = Literal["claimed", "pending", "done", "failed", "uncertain"]
 
 
 class JournalError(ConfigurationError):
     """The journal file cannot be used: corrupt, newer, or made for another API or key."""
+
+
+class JournalUnavailable(KeplerError):
+    """The journal could not be written or read just now (not a configuration error)."""
+
+
+class JournalLocked(JournalUnavailable):
+    """Another process held the journal's lock longer than the busy timeout."""
+
+
+class JournalFull(JournalUnavailable):
+    """The disk (or database) holding the journal is full."""
+
+
+def _sqlite_error(path: Path, exc: sqlite3.DatabaseError) -> KeplerError:
+    """The error of our tree for a failed statement (``from`` the original)."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return JournalLocked(f"journal {path} stayed locked by another process: {exc}")
+    if "full" in text:
+        return JournalFull(f"journal {path}: the disk is full ({exc})")
+    if isinstance(exc, sqlite3.OperationalError) and "disk i/o" in text:
+        return JournalUnavailable(f"journal {path}: {exc}")
+    return JournalError(f"journal {path}: {exc}")
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -120,7 +148,7 @@ class JournalEntry:
     def claim_is_live(self, now: float) -> bool:
         """True while another process's submit of this key may still be answered."""
         return (
-            self.state == "uncertain"
+            self.state in ("claimed", "uncertain")
             and self.lease_until is not None
             and self.lease_until > now
             and owner_alive(self.owner)
@@ -154,6 +182,8 @@ def claimable(entry: JournalEntry | None, owner: str, now: float, *, take_over: 
     """Whether ``owner`` may claim a key the journal holds as ``entry`` (see ``claim``)."""
     if entry is None or (entry.state == "failed" and entry.retryable):
         return True
+    if entry.state == "claimed" and not entry.claim_is_live(now):
+        return True  # its claimant is gone before sending anything: nothing to doubt
     if not take_over:
         return False
     return entry.state in ("uncertain", "failed") and not (
@@ -204,6 +234,8 @@ class JobStore(Protocol):
     ) -> tuple[bool, JournalEntry | None]: ...
 
     async def forget_intent(self, api: str, key: str) -> None: ...
+
+    async def record_sending(self, api: str, key: str) -> None: ...
 
     async def record_done(self, api: str, key: str, job_id: str | None, result: object) -> None: ...
 
@@ -263,7 +295,7 @@ class SQLiteJobStore:
             try:
                 return conn.execute(sql, params).fetchall()
             except sqlite3.DatabaseError as exc:
-                raise JournalError(f"journal {self._path}: {exc}") from exc
+                raise _sqlite_error(self._path, exc) from exc
 
     async def _call(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         if not self._threaded:
@@ -407,8 +439,8 @@ class SQLiteJobStore:
                         return False, entry
                     conn.execute(
                         "INSERT INTO jobs (api, key, subject, state, submitted_at, owner, "
-                        "lease_until) VALUES (?, ?, ?, 'uncertain', ?, ?, ?) "
-                        "ON CONFLICT (api, key) DO UPDATE SET state = 'uncertain', "
+                        "lease_until) VALUES (?, ?, ?, 'claimed', ?, ?, ?) "
+                        "ON CONFLICT (api, key) DO UPDATE SET state = 'claimed', "
                         "subject = COALESCE(excluded.subject, jobs.subject), job_id = NULL, "
                         "submitted_at = excluded.submitted_at, owner = excluded.owner, "
                         "lease_until = excluded.lease_until, finished_at = NULL, "
@@ -422,7 +454,7 @@ class SQLiteJobStore:
             except sqlite3.DatabaseError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                raise JournalError(f"journal {self._path}: {exc}") from exc
+                raise _sqlite_error(self._path, exc) from exc
 
     async def claim(
         self, api: str, key: str, *, subject: str | None, lease: float, take_over: bool = False
@@ -441,9 +473,19 @@ class SQLiteJobStore:
         return await anyio.to_thread.run_sync(self._claim_sync, *args, abandon_on_cancel=True)
 
     async def forget_intent(self, api: str, key: str) -> None:
-        """A submit written down as uncertain was refused for sure: nothing started."""
+        """A claimed submit was refused for sure, or never sent: nothing started."""
         await self._call(
-            "DELETE FROM jobs WHERE api = ? AND key = ? AND state = 'uncertain'", (api, key)
+            "DELETE FROM jobs WHERE api = ? AND key = ? AND state IN ('claimed', 'uncertain')",
+            (api, key),
+        )
+
+    async def record_sending(self, api: str, key: str) -> None:
+        """The claimed submit of ``key`` is being sent now: from here on, a crash leaves
+        it in doubt (the claim holds until its lease ends)."""
+        await self._call(
+            "UPDATE jobs SET state = 'uncertain', submitted_at = ? "
+            "WHERE api = ? AND key = ? AND state = 'claimed'",
+            (time.time(), api, key),
         )
 
     async def record_done(self, api: str, key: str, job_id: str | None, result: object) -> None:

@@ -89,7 +89,7 @@ class PostgresJobStore:
                     f"CREATE TABLE IF NOT EXISTS {self._jobs} ("
                     "api TEXT NOT NULL, key TEXT NOT NULL, subject TEXT, job_id TEXT, "
                     "state TEXT NOT NULL CHECK (state IN "
-                    "('pending', 'done', 'failed', 'uncertain')), "
+                    "('claimed', 'pending', 'done', 'failed', 'uncertain')), "
                     "submitted_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, "
                     "result TEXT, error_class TEXT, error_message TEXT, "
                     "failure_reason TEXT, retryable BOOLEAN NOT NULL DEFAULT FALSE, "
@@ -172,7 +172,7 @@ class PostgresJobStore:
         async with pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetch(
                 f"INSERT INTO {self._jobs} (api, key, subject, state, submitted_at, owner, "
-                "lease_until) VALUES ($1, $2, $3, 'uncertain', $4, $5, $6) "
+                "lease_until) VALUES ($1, $2, $3, 'claimed', $4, $5, $6) "
                 "ON CONFLICT (api, key) DO NOTHING RETURNING key",
                 api,
                 key,
@@ -192,7 +192,7 @@ class PostgresJobStore:
             if not claimable(entry, self.owner, now, take_over=take_over):
                 return False, entry
             await conn.execute(
-                f"UPDATE {self._jobs} SET state = 'uncertain', "
+                f"UPDATE {self._jobs} SET state = 'claimed', "
                 "subject = COALESCE($3, subject), job_id = NULL, submitted_at = $4, "
                 "owner = $5, lease_until = $6, finished_at = NULL, result = NULL, "
                 "error_class = NULL, error_message = NULL, failure_reason = NULL, "
@@ -237,7 +237,17 @@ class PostgresJobStore:
 
     async def forget_intent(self, api: str, key: str) -> None:
         await self._run(
-            f"DELETE FROM {self._jobs} WHERE api = $1 AND key = $2 AND state = 'uncertain'",
+            f"DELETE FROM {self._jobs} WHERE api = $1 AND key = $2 "
+            "AND state IN ('claimed', 'uncertain')",
+            api,
+            key,
+        )
+
+    async def record_sending(self, api: str, key: str) -> None:
+        await self._run(
+            f"UPDATE {self._jobs} SET state = 'uncertain', submitted_at = $1 "
+            "WHERE api = $2 AND key = $3 AND state = 'claimed'",
+            time.time(),
             api,
             key,
         )
