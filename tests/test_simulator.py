@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import httpx
 import pytest
 
 from kepler_async.testing import (
@@ -11,8 +12,10 @@ from kepler_async.testing import (
     LIVE_KEY,
     OTHER_KEY,
     SANDBOX_KEY,
+    SIM_BASE_URL,
     KeplerSimulator,
     ManualClock,
+    asgi_transport,
 )
 from kepler_async.testing._sim_types import SimKey
 
@@ -334,3 +337,52 @@ async def test_app_counts_requests_by_route(sim: KeplerSimulator) -> None:
     await post_score(sim, LIVE_KEY, {"domain": "stripe.com"})
     await post_score(sim, LIVE_KEY, "not json at all")
     assert sim.counters.requests["POST /v1/score"] == 2
+
+
+# --- faithful to the vendor's documents (OpenAPI DomainPath, RFC 9110, JSON types) ------
+
+
+@pytest.mark.anyio
+async def test_get_score_strips_a_scheme_and_www_as_the_spec_says() -> None:
+    sim = KeplerSimulator(clock=lambda: 0.0)
+    sim.seed_score("stripe.com", age=10)
+    async with httpx.AsyncClient(
+        transport=asgi_transport(sim), base_url=SIM_BASE_URL, headers={"X-API-Key": LIVE_KEY}
+    ) as client:
+        for raw in ("https://stripe.com", "www.stripe.com", "https://www.stripe.com/"):
+            answer = await client.get(f"/v1/score/{raw}")
+            assert answer.status_code == 200, raw
+            assert answer.json()["domain"] == "stripe.com"
+
+
+@pytest.mark.anyio
+async def test_a_405_names_the_allowed_methods() -> None:
+    sim = KeplerSimulator(clock=lambda: 0.0)
+    async with httpx.AsyncClient(transport=asgi_transport(sim), base_url=SIM_BASE_URL) as client:
+        answer = await client.delete("/v1/score")
+    assert answer.status_code == 405
+    assert "POST" in answer.headers["allow"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("value", ["false", "true", 1, 0, None])
+async def test_force_fresh_must_be_a_json_boolean(value: object) -> None:
+    sim = KeplerSimulator(clock=lambda: 0.0)
+    answer = await post_score(sim, LIVE_KEY, {"domain": "stripe.com", "force_fresh": value})
+    assert answer.status_code == 400
+    assert sim.counters.total_cold_runs == 0
+
+
+@pytest.mark.anyio
+async def test_a_deeply_nested_request_body_is_a_400_not_a_500() -> None:
+    sim = KeplerSimulator(clock=lambda: 0.0)
+    async with httpx.AsyncClient(
+        transport=asgi_transport(sim), base_url=SIM_BASE_URL, headers={"X-API-Key": LIVE_KEY}
+    ) as client:
+        answer = await client.post(
+            "/v1/score",
+            content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"content-type": "application/json"},
+        )
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid JSON"

@@ -287,7 +287,10 @@ class KeplerSimulator(KeplerReads):
                 "live scoring is not included in the free plan; use a ki_test_ key or upgrade",
                 tier="free",
             )
-        force = bool(body.get("force_fresh")) and plan.force_fresh
+        force_fresh = body.get("force_fresh", False)
+        if not isinstance(force_fresh, bool):  # "false" is truthy: never start a run on it
+            return error(400, "invalid force_fresh", "force_fresh must be true or false")
+        force = force_fresh and plan.force_fresh
         record = self.latest(domain)
         if (
             record is not None

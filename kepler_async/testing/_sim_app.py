@@ -65,8 +65,8 @@ def create_app(sim: KeplerSimulator) -> Starlette:
         raw = await request.body()
         try:
             body: object = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
+        except (ValueError, RecursionError):  # not JSON, or nested beyond reading
+            return SimResponse(400, {"error": "invalid JSON", "message": "send a JSON object"})
         return sim.post_score(key, body)
 
     async def get_score(request: Request, key: SimKey) -> SimResponse:
@@ -98,12 +98,14 @@ def create_app(sim: KeplerSimulator) -> Starlette:
 
     routes = [
         Route("/v1/score", endpoint("POST /v1/score", post_score), methods=["POST"]),
-        Route("/v1/score/{domain}", endpoint("GET /v1/score", get_score), methods=["GET"]),
         Route(
             "/v1/score/{domain}/history",
             endpoint("GET /v1/score/history", history),
             methods=["GET"],
         ),
+        # ``:path``: the spec's DomainPath says the server strips a scheme or ``www.``,
+        # so ``/v1/score/https://stripe.com`` is stripe.com's score.
+        Route("/v1/score/{domain:path}", endpoint("GET /v1/score", get_score), methods=["GET"]),
         Route("/v1/company/{domain}/cohort", endpoint("GET /v1/cohort", cohort), methods=["GET"]),
         Route(
             "/v1/company/{domain}/confidence",
@@ -121,7 +123,8 @@ def create_app(sim: KeplerSimulator) -> Starlette:
         return JSONResponse({"error": "not found"}, status_code=404)
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": "method not allowed"}, status_code=405)
+        headers = getattr(exc, "headers", None)  # Starlette's names the methods: Allow
+        return JSONResponse({"error": "method not allowed"}, status_code=405, headers=headers)
 
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
 
