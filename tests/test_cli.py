@@ -467,3 +467,58 @@ def test_five_random_sigkills_then_a_clean_finish_pay_once_per_domain(
     assert sorted(str(r["domain"]) for r in rows(final_out.read_text())) == domains
     assert fast_sim.counters.total_cold_runs == len(domains)
     assert set(fast_sim.counters.cold_runs_billed.values()) == {1}
+
+
+def test_simulate_prints_the_port_it_bound_and_exits_130_on_ctrl_c() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kepler_async", "simulate", "--port", "0", "--seed", "3"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "Kepler simulator on http://127.0.0.1:" in first
+        url = first.split(" on ", 1)[1].split()[0]
+        assert not url.endswith(":0")
+        import httpx
+
+        counters = httpx.get(f"{url}/_simulator/counters", timeout=5).json()
+        assert counters["cold_runs_billed"] == 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+
+
+def test_a_missing_key_names_the_options_and_a_key_file_works(
+    runner: CliRunner, sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KEPLER_API_KEY", raising=False)
+    result = runner.invoke(main, ["score", "stripe.com", "--base-url", sim_url, "-q"])
+    assert result.exit_code == 2
+    assert "--api-key" in result.output
+    assert "api_key=" not in result.output
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(LIVE_KEY + "\n")
+    result = runner.invoke(
+        main,
+        [
+            *("score", "stripe.com", "--base-url", sim_url),
+            *("--api-key-file", str(key_file), "-q", "--poll-scale", str(SCALE)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert LIVE_KEY not in result.output
+
+
+def test_a_refused_key_exits_2(runner: CliRunner, sim_url: str) -> None:
+    result = runner.invoke(
+        main, ["score", "stripe.com", "--base-url", sim_url, "--api-key", "ki_live_nope", "-q"]
+    )
+    assert result.exit_code == 2
+    assert "refused the key" in result.output
+    assert "ki_live_nope" not in result.output

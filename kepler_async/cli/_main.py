@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import IO
+from typing import IO, Any
 
 import anyio
 import click
@@ -72,7 +73,8 @@ def main() -> None:
     type=click.FloatRange(min=0, min_open=True),
     default=180.0,
     show_default=True,
-    help="Seconds to wait for each cold job before giving up on it.",
+    help="Seconds (real time) to wait for each cold job before giving up on it; "
+    "--poll-scale does not change it.",
 )
 @click.option(
     "--journal",
@@ -96,6 +98,18 @@ def main() -> None:
     help="When a cold-run limit (per key per hour, per account per day) is reached, wait "
     "for it to lift instead of reporting the rest as not attempted.",
 )
+@click.option(
+    "--api-key",
+    metavar="KEY",
+    envvar="KEPLER_API_KEY",
+    show_envvar=True,
+    help="The API key (default: $KEPLER_API_KEY). It is never printed.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, readable=True),
+    help="Read the API key from this file (its first line).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
 def score(
     domains: tuple[str, ...],
@@ -108,6 +122,8 @@ def score(
     base_url: str | None,
     poll_scale: float,
     wait_for_budget: bool,
+    api_key: str | None,
+    api_key_file: str | None,
     quiet: bool,
 ) -> None:
     """Score DOMAIN... (and/or the domains of --file). The key comes from KEPLER_API_KEY.
@@ -119,7 +135,9 @@ def score(
         items = read_inputs(domains, files)
         if not items:
             raise click.UsageError("give domains as arguments or with --file")
+        key = _read_key(api_key, api_key_file)
         kepler = AsyncKepler(
+            key,
             base_url=base_url,
             poll_policy=KEPLER_POLICY.scaled(poll_scale),
             journal=SQLiteJobStore(journal) if journal else None,
@@ -166,11 +184,36 @@ def score(
     assert isinstance(tally, Tally)
     if console is not None:
         print_summary(tally, console)
+    if tally.errors.get("AuthenticationError"):
+        click.echo("kepler-async: the API refused the key (401); check --api-key", err=True)
+        sys.exit(EXIT_USAGE)
     sys.exit(EXIT_OK if tally.scored == tally.total else EXIT_SOME_FAILED)
 
 
+def _read_key(api_key: str | None, api_key_file: str | None) -> str:
+    """The key from --api-key-file, --api-key or $KEPLER_API_KEY, in that order."""
+    if api_key_file:
+        try:
+            with open(api_key_file, encoding="utf-8") as handle:
+                api_key = handle.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the key file {api_key_file}: {exc}") from None
+    if not api_key:
+        raise ConfigurationError(
+            "no API key: set KEPLER_API_KEY, or pass --api-key or --api-key-file "
+            "(a 'ki_test_' key works against the sandbox and the simulator)"
+        )
+    return api_key
+
+
 @main.command()
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: any free port; the one bound is printed).",
+)
 @click.option(
     "--time-scale",
     type=click.FloatRange(min=0, min_open=True),
@@ -178,7 +221,14 @@ def score(
     show_default=True,
     help="Simulated seconds per real second, inverted: 0.01 makes a 60 s cold run take 0.6 s.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated runs.")
+@click.option(
+    "--per-key-cold-per-hour",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Cold runs one key may start per hour before a 429 (per_key_cold_1h).",
+)
 @click.option(
     "--failure-rate",
     type=click.FloatRange(0, 1),
@@ -186,8 +236,13 @@ def score(
     show_default=True,
     help="Share of cold runs that fail, spread over the four failure reasons.",
 )
-def simulate(port: int, time_scale: float, seed: int, failure_rate: float) -> None:
-    """Serve the Kepler simulator on 127.0.0.1 until Ctrl-C."""
+def simulate(
+    port: int, time_scale: float, seed: int, per_key_cold_per_hour: int, failure_rate: float
+) -> None:
+    """Serve the Kepler simulator on 127.0.0.1 until Ctrl-C (exit status 130).
+
+    Its counters (cold runs billed, requests served) are at GET /_simulator/counters.
+    """
     import uvicorn
 
     from kepler_async.testing import (
@@ -202,22 +257,39 @@ def simulate(port: int, time_scale: float, seed: int, failure_rate: float) -> No
 
     total = sum(DEFAULT_FAILURE_MIX.values())
     mix = {reason: share / total * failure_rate for reason, share in DEFAULT_FAILURE_MIX.items()}
-    sim = KeplerSimulator(seed=seed, time_scale=time_scale, failure_mix=mix)
-    url = f"http://127.0.0.1:{port}"
-    click.echo(f"Kepler simulator on {url} (time scale {time_scale:g}, seed {seed})")
-    click.echo(f"  live key (enterprise): {LIVE_KEY}")
-    click.echo(f"  sandbox key:           {SANDBOX_KEY}")
-    click.echo(f"  another account:       {OTHER_KEY}")
-    click.echo(f"  free plan:             {FREE_KEY}")
-    click.echo("Try:")
-    click.echo(
-        f"  KEPLER_API_KEY={LIVE_KEY} kepler-async score --base-url {url} "
-        f"--poll-scale {time_scale:g} stripe.com plaid.com"
+    sim = KeplerSimulator(
+        seed=seed,
+        time_scale=time_scale,
+        failure_mix=mix,
+        per_key_cold_per_hour=per_key_cold_per_hour,
     )
+
+    class Announcing(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+            url = f"http://127.0.0.1:{bound}"
+            click.echo(f"Kepler simulator on {url} (time scale {time_scale:g}, seed {seed})")
+            click.echo(f"  live key (enterprise): {LIVE_KEY}")
+            click.echo(f"  sandbox key:           {SANDBOX_KEY}")
+            click.echo(f"  another account:       {OTHER_KEY}")
+            click.echo(f"  free plan:             {FREE_KEY}")
+            click.echo(f"  counters:              {url}/_simulator/counters")
+            click.echo("Try:")
+            click.echo(
+                f"  KEPLER_API_KEY={LIVE_KEY} kepler-async score --base-url {url} "
+                f"--poll-scale {time_scale:g} stripe.com plaid.com",
+                nl=True,
+            )
+            sys.stdout.flush()
+
     config = uvicorn.Config(
         create_app(sim), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )
-    uvicorn.Server(config).run()
+    server = Announcing(config)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn handles it; quietly
+        server.run()
+    sys.exit(EXIT_INTERRUPTED)  # it only ends on Ctrl-C or SIGTERM
 
 
 @main.command()

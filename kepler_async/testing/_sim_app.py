@@ -20,10 +20,12 @@ from ._faults import Fault
 from ._kepler_sim import LIVE_KEY, UNAUTHORIZED, KeplerSimulator
 from ._sim_types import SimKey, SimResponse
 
-__all__ = ["SIM_BASE_URL", "asgi_transport", "create_app", "simulated_client"]
+__all__ = ["COUNTERS_PATH", "SIM_BASE_URL", "asgi_transport", "create_app", "simulated_client"]
 
 #: The base URL to pair with ``asgi_transport``: any host works in-process.
 SIM_BASE_URL = "http://kepler.simulator.test"
+#: Where a served simulator shows its counters (``kepler-async simulate`` prints it).
+COUNTERS_PATH = "/_simulator/counters"
 
 Handler = Callable[[Request, SimKey], Awaitable[SimResponse]]
 
@@ -118,6 +120,22 @@ def create_app(sim: KeplerSimulator) -> Starlette:
         Route("/v1/usage", endpoint("GET /v1/usage", usage), methods=["GET"]),
         Route("/v1/jobs/{job_id}", endpoint("GET /v1/jobs", get_job), methods=["GET"]),
     ]
+
+    async def counters(request: Request) -> Response:
+        """What would have been billed and served (the simulator's own, no key)."""
+        c = sim.counters
+        return JSONResponse(
+            {
+                "cold_runs_billed": c.total_cold_runs,
+                "cold_runs_billed_by_domain": dict(c.cold_runs_billed),
+                "polls_served": c.polls_served,
+                "cached_served": c.cached_served,
+                "requests": dict(c.requests),
+                "rejected_429": dict(c.rejected_429),
+            }
+        )
+
+    routes.append(Route(COUNTERS_PATH, counters, methods=["GET"]))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "not found"}, status_code=404)
