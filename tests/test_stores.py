@@ -185,3 +185,11 @@ async def test_an_unreachable_database_names_host_and_port_never_the_password() 
     assert "127.0.0.1:9" in str(info.value)
     assert "hunter2" not in str(info.value)
     assert "hunter2" not in repr(store)
+
+
+async def test_many_processes_opening_a_new_journal_at_once(make_store: StoreFactory) -> None:
+    """Workers start together: creating the journal's tables must not race."""
+    stores = [make_store() for _ in range(8)]
+    async with anyio.create_task_group() as tg:
+        for store in stores:
+            tg.start_soon(bound, store)

@@ -82,7 +82,10 @@ class PostgresJobStore:
                     f"cannot reach the PostgreSQL journal at {_where(self._dsn)} "
                     f"({type(exc).__name__})"
                 ) from None
-            async with pool.acquire() as conn:
+            async with pool.acquire() as conn, conn.transaction():
+                # Several processes start at once (uvicorn --workers): PostgreSQL's
+                # CREATE TABLE IF NOT EXISTS is not safe against itself, so one at a time.
+                await conn.execute("SELECT pg_advisory_xact_lock(7275727)")
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {self._meta} "
                     "(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
