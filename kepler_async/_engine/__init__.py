@@ -5,13 +5,19 @@ or names a vendor model). A vendor plugs in through a *dialect*, a small pure ob
 implementing ``JobApi`` (``_protocol``); the engine does all the I/O and timing:
 
 - ``_protocol``: the dialect protocol and the states its classifiers return.
-- ``_http``: the one boundary to httpx (auth header, errors, transient retries).
-- ``_handle``: ``JobHandle[T]``, the awaitable a caller holds for one job.
-- ``_scheduler``: one heap of due polls for any number of jobs, a limit on requests.
+- ``_http``: the one boundary to httpx (auth header, errors, transient retries,
+  bounded streamed reads, no redirects).
+- ``_secrets``: API keys masked in every error text and log record.
+- ``_handle``: ``Job`` (the engine's record) and ``JobHandle[T]`` (a caller's view).
+- ``_scheduler``: one heap of due polls for any number of jobs, a limit on requests,
+  hard deadlines.
+- ``_channel``: one client's place on an engine, and the one submit path of every API
+  (single flight, write-ahead claims, throttle scopes, journal replay).
 - ``_engine``: ``JobEngine``, which owns a scheduler and its task group (lifecycle).
-- ``_client``: ``ApiClient``, what every API client shares: constructor, the one
-  submit path, journal replay, ``resume``, ``statistics``, ``aclose``.
-- ``_journal``: the durable record of submitted jobs (SQLite).
+- ``_client``: ``ApiClient``, what every API client shares: constructor, lifecycle,
+  ``resume``, ``statistics``, the in-doubt rule's default.
+- ``_journal``: the durable record of submitted jobs and the claims on them
+  (``SQLiteJobStore``); ``_postgres``: the same in PostgreSQL.
 - ``_adaptive``: a duration model for adaptive polling.
 - ``_kit``: helpers that dialects share (error mappers, id checks, path segments).
 """
