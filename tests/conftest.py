@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -14,6 +14,8 @@ from kepler_async.testing import (
     ManualClock,
     asgi_transport,
 )
+
+from .postgres_server import Unavailable, postgres_server
 
 pytest_plugins = ["kepler_async.testing.fixtures"]
 
@@ -73,3 +75,14 @@ async def post_score(sim: KeplerSimulator, key: str, body: object) -> httpx.Resp
         transport=asgi_transport(sim), base_url=SIM_BASE_URL, headers={"X-API-Key": key}
     ) as client:
         return await client.post("/v1/score", json=body)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A real PostgreSQL server started for the test session (skipped, with the reason,
+    only where none can be started)."""
+    try:
+        with postgres_server() as dsn:
+            yield dsn
+    except Unavailable as why:
+        pytest.skip(f"PostgreSQL: {why}")

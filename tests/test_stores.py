@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +18,9 @@ from kepler_async import AsyncKepler, JobStore, PostgresJobStore, SQLiteJobStore
 from kepler_async._kepler._dialect import KEPLER_POLICY
 from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
 
-from .postgres_server import Unavailable, postgres_server
-
 pytestmark = pytest.mark.anyio
 
 StoreFactory = Callable[[], Any]
-
-
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    try:
-        with postgres_server() as dsn:
-            yield dsn
-    except Unavailable as why:
-        pytest.skip(f"PostgreSQL: {why}")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +34,6 @@ from kepler_async.testing import (
     create_app,
     serve,
 )
-
-from .postgres_server import Unavailable, postgres_server
-
-
-@pytest.fixture(scope="module")
-def postgres_dsn() -> Iterator[str]:
-    try:
-        with postgres_server() as dsn:
-            yield dsn
-    except Unavailable as why:
-        pytest.skip(f"PostgreSQL: {why}")
 
 
 def test_uvicorns_graceful_timeout_bounds_shutdown_while_cold_jobs_wait() -> None:

@@ -73,7 +73,8 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         return "ki_test_***" if key.startswith("ki_test_") else "ki_live_***"
 
     def _make_dialect(self, base_url: str) -> KeplerDialect:
-        return KeplerDialect(base_url=base_url)
+        self._kepler_dialect = KeplerDialect(base_url=base_url)
+        return self._kepler_dialect
 
     def _error_mapper(self) -> Callable[..., APIError]:
         return kepler_error
@@ -154,7 +155,7 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         inline: bool = False,
     ) -> ScoreJob:
         """``submit`` for a checked domain (``score_many`` runs it in the engine)."""
-        request = KeplerDialect(self.base_url).submit_request(name, force_fresh=force_fresh)
+        request = self._kepler_dialect.submit_request(name, force_fresh=force_fresh)
         job: ScoreJob = await self._submit(
             request, subject=name, deadline=deadline, journal_key=name, inline=inline
         )
