@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from kepler_async import AsyncKepler
 from kepler_async.testing import (
@@ -15,17 +18,40 @@ from kepler_async.testing import (
     asgi_transport,
 )
 
+from .backends import VIRTUAL
 from .postgres_server import Unavailable, postgres_server
+from .virtual_time import VirtualTimeLoop
 
 pytest_plugins = ["kepler_async.testing.fixtures"]
 
 KeplerFactory = Callable[..., AsyncKepler]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Async tests run on asyncio unless a module parametrizes this for trio too."""
-    return "asyncio"
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """pytest-asyncio's loop for each asyncio test: ``VirtualTimeLoop`` where the test's
+    marker asks for ``loop_factories=["virtual"]`` (tests/backends.py), else a plain one."""
+    marker = item.get_closest_marker("asyncio")
+    if marker is not None and VIRTUAL in marker.kwargs.get("loop_factories", ()):
+        return {VIRTUAL: VirtualTimeLoop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each async test belongs to exactly one plugin (pyproject.toml says why): asyncio
+    tests to pytest-asyncio, trio copies to anyio's plugin. Collection fails otherwise."""
+    wrong = []
+    for item in items:
+        if not isinstance(item, pytest.Function) or not inspect.iscoroutinefunction(item.function):
+            continue
+        on_asyncio = item.get_closest_marker("asyncio") is not None
+        on_anyio = item.get_closest_marker("anyio") is not None
+        uses_anyio = "anyio_backend" in item.fixturenames
+        if on_asyncio in (on_anyio, uses_anyio):
+            wrong.append(item.nodeid)
+    if wrong:
+        raise pytest.UsageError(f"async tests claimed by no plugin or by both: {wrong}")
 
 
 @pytest.fixture
@@ -39,7 +65,7 @@ def sim(clock: ManualClock) -> KeplerSimulator:
     return KeplerSimulator(seed=7, clock=clock)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def make_kepler(sim: KeplerSimulator) -> AsyncIterator[KeplerFactory]:
     """Build in-process clients wired to ``sim``; all are closed after the test."""
     made: list[AsyncKepler] = []
@@ -59,12 +85,12 @@ async def make_kepler(sim: KeplerSimulator) -> AsyncIterator[KeplerFactory]:
         await client.aclose()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def live(make_kepler: KeplerFactory) -> AsyncKepler:
     return make_kepler(LIVE_KEY)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def sandbox(make_kepler: KeplerFactory) -> AsyncKepler:
     return make_kepler(SANDBOX_KEY)
 

@@ -11,26 +11,19 @@ import pytest
 import kepler_async as ka
 from kepler_async import AsyncKepler, ScoreOutcome
 from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
+from kepler_async.testing.fixtures import open_for_fixture
 
-from .virtual_time import virtual_backend
-
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return virtual_backend(str(request.param))
+from .backends import run_on_asyncio_and_trio
 
 
-@pytest.fixture
 async def sim() -> KeplerSimulator:
     return KeplerSimulator(seed=5, clock=anyio.current_time, per_key_cold_per_hour=None)
 
 
-@pytest.fixture
 async def kepler(sim: KeplerSimulator) -> AsyncIterator[AsyncKepler]:
-    async with AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=asgi_transport(sim)) as k:
-        yield k
+    client = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=asgi_transport(sim))
+    async for opened in open_for_fixture(client):
+        yield opened
 
 
 async def collect(stream: AsyncIterator[ScoreOutcome]) -> list[ScoreOutcome]:
@@ -196,3 +189,6 @@ async def test_a_thousand_domains_end_to_end(sim: KeplerSimulator) -> None:
     check_against_simulator(outcomes, sim)
     assert stats.polls_sent == sim.counters.polls_served
     assert stats.polls_per_finished_job < 12  # the documented 5 s loop needs ~12
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True, async_fixtures=[sim, kepler])

@@ -20,9 +20,6 @@ from kepler_async.testing import (
 
 from .conftest import KeplerFactory, post_score
 
-pytestmark = pytest.mark.anyio
-
-
 # --- construction ---------------------------------------------------------------------
 
 
@@ -93,6 +90,7 @@ def test_repr_shows_state_but_never_the_key() -> None:
 # --- lifecycle ------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_context_manager_closes_and_a_closed_client_says_so(sim: KeplerSimulator) -> None:
     from kepler_async.testing import SIM_BASE_URL, asgi_transport
 
@@ -107,6 +105,7 @@ async def test_context_manager_closes_and_a_closed_client_says_so(sim: KeplerSim
             pass
 
 
+@pytest.mark.asyncio
 async def test_works_without_async_with_as_in_a_notebook(make_kepler: KeplerFactory) -> None:
     kepler = make_kepler(SANDBOX_KEY)
     assert (await kepler.usage()).mode == "sandbox"
@@ -114,6 +113,7 @@ async def test_works_without_async_with_as_in_a_notebook(make_kepler: KeplerFact
     await kepler.aclose()
 
 
+@pytest.mark.asyncio
 async def test_an_injected_http_client_is_not_closed(sim: KeplerSimulator) -> None:
     from kepler_async.testing import SIM_BASE_URL, asgi_transport
 
@@ -149,12 +149,14 @@ def _exploding_transport() -> httpx.MockTransport:
         lambda k: k.get_job("../score/a.com"),
     ],
 )
+@pytest.mark.asyncio
 async def test_invalid_input_raises_before_any_request(call) -> None:
     async with AsyncKepler(LIVE_KEY, transport=_exploding_transport()) as kepler:
         with pytest.raises(ka.InvalidInput):
             await call(kepler)
 
 
+@pytest.mark.asyncio
 async def test_iter_history_checks_page_size_before_any_request() -> None:
     async with AsyncKepler(LIVE_KEY, transport=_exploding_transport()) as kepler:
         with pytest.raises(ka.InvalidInput):
@@ -165,6 +167,7 @@ async def test_iter_history_checks_page_size_before_any_request() -> None:
 # --- sandbox endpoints ----------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_sandbox_score_for_the_four_canned_domains(sandbox: AsyncKepler) -> None:
     expected = {
         "acme.test": ("KI-1", 67.2),
@@ -180,16 +183,19 @@ async def test_sandbox_score_for_the_four_canned_domains(sandbox: AsyncKepler) -
         assert score.sandbox
 
 
+@pytest.mark.asyncio
 async def test_sandbox_rejects_real_domains(sandbox: AsyncKepler) -> None:
     with pytest.raises(ka.BadRequest, match="sandbox: only"):
         await sandbox.get_score("stripe.com")
 
 
+@pytest.mark.asyncio
 async def test_sandbox_jobs_do_not_exist(sandbox: AsyncKepler) -> None:
     with pytest.raises(ka.JobNotFound):
         await sandbox.get_job("9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
 
 
+@pytest.mark.asyncio
 async def test_sandbox_analytics(sandbox: AsyncKepler) -> None:
     cohort = await sandbox.cohort("cohort.test")
     assert cohort.cohort.count == 12
@@ -219,6 +225,7 @@ async def test_sandbox_analytics(sandbox: AsyncKepler) -> None:
     assert usage.sandbox if hasattr(usage, "sandbox") else usage.mode == "sandbox"
 
 
+@pytest.mark.asyncio
 async def test_sandbox_history_has_4_to_12_daily_records(sandbox: AsyncKepler) -> None:
     for domain in ("acme.test", "unicorn.test", "struggling.test", "cohort.test"):
         records = [r async for r in sandbox.iter_history(domain, page_size=3)]
@@ -237,6 +244,7 @@ async def _cold_run(sim: KeplerSimulator, clock: ManualClock, domain: str) -> st
     return str(response.json()["job_id"])
 
 
+@pytest.mark.asyncio
 async def test_live_score_and_job_after_a_cold_run(
     live: AsyncKepler, sim: KeplerSimulator, clock: ManualClock
 ) -> None:
@@ -257,6 +265,7 @@ async def test_live_score_and_job_after_a_cold_run(
     assert not score.sandbox
 
 
+@pytest.mark.asyncio
 async def test_live_failed_job_reports_its_reason(
     live: AsyncKepler, sim: KeplerSimulator, clock: ManualClock
 ) -> None:
@@ -267,6 +276,7 @@ async def test_live_failed_job_reports_its_reason(
     assert job.score_url is None
 
 
+@pytest.mark.asyncio
 async def test_another_accounts_job_is_forbidden(
     make_kepler: KeplerFactory, sim: KeplerSimulator, clock: ManualClock
 ) -> None:
@@ -275,11 +285,13 @@ async def test_another_accounts_job_is_forbidden(
         await make_kepler(OTHER_KEY).get_job(job_id)
 
 
+@pytest.mark.asyncio
 async def test_unknown_job_is_not_found(live: AsyncKepler) -> None:
     with pytest.raises(ka.JobNotFound):
         await live.get_job("9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
 
 
+@pytest.mark.asyncio
 async def test_live_history_pages_follow_the_cursor(
     live: AsyncKepler, sim: KeplerSimulator
 ) -> None:
@@ -299,6 +311,7 @@ async def test_live_history_pages_follow_the_cursor(
         await live.history("never-scored.com")
 
 
+@pytest.mark.asyncio
 async def test_live_company_and_universe_endpoints(live: AsyncKepler, sim: KeplerSimulator) -> None:
     sim.seed_score("stripe.com", age=40 * 86400.0)
     sim.seed_score("stripe.com", age=3600.0)
@@ -318,6 +331,7 @@ async def test_live_company_and_universe_endpoints(live: AsyncKepler, sim: Keple
         await live.confidence("never-scored.com")
 
 
+@pytest.mark.asyncio
 async def test_live_usage_counts_cached_and_cold_calls(
     live: AsyncKepler, sim: KeplerSimulator, clock: ManualClock
 ) -> None:
@@ -330,11 +344,13 @@ async def test_live_usage_counts_cached_and_cold_calls(
     assert usage.tier_limits.cold_calls_included is None
 
 
+@pytest.mark.asyncio
 async def test_a_wrong_key_is_an_authentication_error(make_kepler: KeplerFactory) -> None:
     with pytest.raises(ka.AuthenticationError):
         await make_kepler("ki_live_unknown_key").usage()
 
 
+@pytest.mark.asyncio
 async def test_faults_surface_as_typed_errors(
     make_kepler: KeplerFactory, sim: KeplerSimulator
 ) -> None:
@@ -348,6 +364,7 @@ async def test_faults_surface_as_typed_errors(
     assert (await kepler.usage()).period
 
 
+@pytest.mark.asyncio
 async def test_transient_faults_are_retried_for_reads(
     make_kepler: KeplerFactory, sim: KeplerSimulator
 ) -> None:
@@ -357,6 +374,7 @@ async def test_transient_faults_are_retried_for_reads(
     assert sim.counters.requests["GET /v1/signals"] == 3
 
 
+@pytest.mark.asyncio
 async def test_the_key_never_reaches_the_logs(
     make_kepler: KeplerFactory, sim: KeplerSimulator, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -30,8 +30,6 @@ from kepler_async.testing import (
     asgi_transport,
 )
 
-pytestmark = pytest.mark.anyio
-
 SPEC_PATH = Path(__file__).parent / "data" / "kepler-openapi.yaml"
 SPEC_URI = "urn:kepler-openapi"
 JOB = "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f"
@@ -137,6 +135,7 @@ CASES: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     CASES,
     ids=[f"{c[1]} {c[2]} {c[4]} {c[0][:7]}" for c in CASES],
 )
+@pytest.mark.asyncio
 async def test_simulator_answers_match_the_spec(spec, api_key, method, path, payload, status):
     sim = KeplerSimulator(seed=1, clock=ManualClock())
     sim.seed_score("fresh-domain.com", age=60)
@@ -152,6 +151,7 @@ async def test_simulator_answers_match_the_spec(spec, api_key, method, path, pay
     validate(spec, method, path, response)
 
 
+@pytest.mark.asyncio
 async def test_job_bodies_match_the_spec_in_every_state(spec) -> None:
     clock = ManualClock()
     sim = KeplerSimulator(seed=1, clock=clock)
@@ -178,6 +178,7 @@ async def test_job_bodies_match_the_spec_in_every_state(spec) -> None:
         validate(spec, "GET", f"/v1/jobs/{ids[0]}", foreign)
 
 
+@pytest.mark.asyncio
 async def test_rate_limited_answers_match_the_spec(spec) -> None:
     sim = KeplerSimulator(seed=1, clock=ManualClock(), per_key_cold_per_hour=1)
     async with httpx.AsyncClient(

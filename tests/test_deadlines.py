@@ -13,15 +13,8 @@ import pytest
 import kepler_async as ka
 from kepler_async._engine._scheduler import DEADLINE_GRACE
 
+from .backends import run_on_asyncio_and_trio
 from .fake_api import FakeServer, fake_client
-from .virtual_time import virtual_backend
-
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return virtual_backend(str(request.param))
 
 
 class Slow(httpx.AsyncBaseTransport):
@@ -117,3 +110,6 @@ async def test_a_throttle_at_the_deadline_is_named_in_the_error() -> None:
         with pytest.raises(ka.DeadlineExceeded, match="429"):
             await handle
         await client.aclose()
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True)

@@ -14,18 +14,11 @@ import pytest
 import kepler_async as ka
 from kepler_async import JobEngine
 
+from .backends import only_on, run_on_asyncio_and_trio
 from .fake_api import FakeServer, fake_client
-from .virtual_time import virtual_backend
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
-
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return virtual_backend(str(request.param))
 
 
 async def test_a_fake_api_runs_on_the_engine_alone() -> None:
@@ -185,11 +178,9 @@ def test_a_second_event_loop_gets_a_clear_error_not_a_hang() -> None:
         asyncio.run(use())
 
 
-async def test_on_trio_a_client_without_async_with_says_what_to_do(
-    anyio_backend: tuple[str, object],
-) -> None:
-    if anyio_backend[0] != "trio":
-        pytest.skip("asyncio hosts the engine in a task of its own")
+@only_on("trio")
+async def test_on_trio_a_client_without_async_with_says_what_to_do() -> None:
+    """(asyncio hosts the engine in a task of its own: tests/test_scheduler.py)"""
     client = fake_client(FakeServer())
     with pytest.raises(ka.KeplerError, match="async with"):
         await client.submit_job(1)
@@ -236,3 +227,6 @@ async def test_aclose_is_bounded_even_if_the_journal_hangs(tmp_path: object) -> 
         assert time.monotonic() - wall < 10  # not held by the disk's 30 s
     finally:
         release.set()
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True)

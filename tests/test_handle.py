@@ -8,15 +8,8 @@ import pytest
 
 import kepler_async as ka
 
+from .backends import run_on_asyncio_and_trio
 from .fake_api import FakeServer, fake_client
-from .virtual_time import virtual_backend
-
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return virtual_backend(str(request.param))
 
 
 async def test_result_nowait_never_waits_and_never_returns_none() -> None:
@@ -93,3 +86,6 @@ async def test_reprs_show_state_and_never_the_key() -> None:
         await handle
         assert repr(handle) == f"<JobHandle {handle.job_id} value 3 done>"
         assert "1 done" in repr(client.engine)
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True)

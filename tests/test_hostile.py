@@ -18,18 +18,11 @@ import kepler_async as ka
 from kepler_async import AsyncKepler
 from kepler_async.deepidv import AsyncDeepidv
 
-from .virtual_time import virtual_backend
-
-pytestmark = pytest.mark.anyio
+from .backends import run_on_asyncio_and_trio
 
 KEY = "ki_live_s3cr3t-key-123"
 JOB = "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f"
 BASE = "https://api.keplerinsights.us"
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return virtual_backend(str(request.param))
 
 
 def hostile(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> AsyncKepler:
@@ -216,3 +209,6 @@ async def test_numbers_too_long_to_read_are_a_protocol_error() -> None:
     async with hostile(handler) as kepler:
         with pytest.raises(ka.ProtocolError, match="not JSON"):
             await kepler.get_job(JOB)
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True)

@@ -14,15 +14,10 @@ from kepler_async import RetryPolicy
 from kepler_async._engine._http import HttpBoundary, map_httpx_error
 from kepler_async._kepler._errors import kepler_error, kepler_submit_never_started
 
-pytestmark = pytest.mark.anyio
+from .backends import run_on_asyncio_and_trio
 
 KEY = "ki_live_s3cr3t-value-never-printed"
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 class Recorder:
@@ -298,3 +293,6 @@ async def test_retries_are_logged_at_debug_without_the_key(
 def test_repr_hides_the_key() -> None:
     boundary, _ = make(Recorder(ok()))
     assert KEY not in repr(boundary)
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=False)

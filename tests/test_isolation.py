@@ -24,14 +24,7 @@ from kepler_async.testing import (
 )
 
 from .apis import Wire
-from .virtual_time import virtual_backend
-
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return virtual_backend(str(request.param))
+from .backends import run_on_asyncio_and_trio
 
 
 def make_sim(**kwargs: object) -> KeplerSimulator:
@@ -201,3 +194,6 @@ def test_a_client_used_from_another_thread_gets_a_clear_error() -> None:
     assert not thread.is_alive()  # no hang
     assert [type(e) for e in errors] == [RuntimeError]
     assert "another event loop" in str(errors[0])
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import pytest_asyncio
 
 import kepler_async as ka
 from kepler_async import AsyncKepler, SQLiteJobStore
@@ -19,17 +20,12 @@ from kepler_async.testing import (
     asgi_transport,
 )
 
-from .virtual_time import virtual_backend
+from .backends import VIRTUAL
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, object]]:
-    return virtual_backend("asyncio")
+virtual_time = pytest.mark.asyncio(loop_factories=[VIRTUAL])
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def sim() -> KeplerSimulator:
     return KeplerSimulator(seed=9, clock=anyio.current_time, per_key_cold_per_hour=None)
 
@@ -53,6 +49,7 @@ async def outcomes(kepler: AsyncKepler, domains: list[str]) -> list[ka.ScoreOutc
     return [o async for o in kepler.score_many(domains)]
 
 
+@virtual_time
 async def test_a_second_run_is_served_from_the_journal(
     sim: KeplerSimulator, journal_path: Path
 ) -> None:
@@ -69,6 +66,7 @@ async def test_a_second_run_is_served_from_the_journal(
     assert second["broken.io"].job_id == first["broken.io"].job_id
 
 
+@virtual_time
 async def test_pending_jobs_are_resumed_not_posted_again(
     sim: KeplerSimulator, journal_path: Path
 ) -> None:
@@ -89,6 +87,7 @@ async def test_pending_jobs_are_resumed_not_posted_again(
     assert set(sim.counters.cold_runs_billed.values()) == {1}
 
 
+@virtual_time
 async def test_a_retryable_failure_is_submitted_again(
     sim: KeplerSimulator, journal_path: Path
 ) -> None:
@@ -104,6 +103,7 @@ async def test_a_retryable_failure_is_submitted_again(
     assert entry.state == "done"
 
 
+@virtual_time
 async def test_interrupted_batches_converge_to_one_run_per_domain(
     sim: KeplerSimulator, journal_path: Path
 ) -> None:
@@ -124,6 +124,7 @@ async def test_interrupted_batches_converge_to_one_run_per_domain(
     assert sim.counters.total_cold_runs <= len(domains) + len(timed_out)
 
 
+@virtual_time
 async def test_a_journal_for_another_api_or_key_is_refused(
     sim: KeplerSimulator, journal_path: Path
 ) -> None:
@@ -145,6 +146,7 @@ async def test_a_journal_for_another_api_or_key_is_refused(
     assert LIVE_KEY.encode() not in raw  # a fingerprint, never the key
 
 
+@virtual_time
 async def test_a_corrupt_journal_is_refused_and_left_untouched(
     sim: KeplerSimulator, journal_path: Path
 ) -> None:
@@ -156,6 +158,7 @@ async def test_a_corrupt_journal_is_refused_and_left_untouched(
     assert journal_path.read_bytes() == before
 
 
+@virtual_time
 async def test_a_journal_from_a_newer_version_is_refused(
     sim: KeplerSimulator, journal_path: Path
 ) -> None:
@@ -170,6 +173,7 @@ async def test_a_journal_from_a_newer_version_is_refused(
             pass
 
 
+@virtual_time
 async def test_without_async_with_the_journal_is_checked_on_first_use(
     sim: KeplerSimulator, journal_path: Path
 ) -> None:
@@ -191,6 +195,7 @@ def test_the_journal_repr_and_fingerprint_hide_the_key(tmp_path: Path) -> None:
     assert len(fingerprint) == 16
 
 
+@virtual_time
 async def test_the_threaded_store_round_trips(journal_path: Path) -> None:
     store = SQLiteJobStore(journal_path)  # statements on a worker thread
     await store.bind(base_url="http://x.example", fingerprint="abc")
@@ -201,6 +206,7 @@ async def test_the_threaded_store_round_trips(journal_path: Path) -> None:
     await store.aclose()
 
 
+@virtual_time
 async def test_a_lost_submit_answer_is_looked_up_before_posting_again(
     sim: KeplerSimulator, journal_path: Path
 ) -> None:
@@ -242,6 +248,7 @@ async def test_a_lost_submit_answer_is_looked_up_before_posting_again(
     assert sim.counters.cold_runs_billed["stripe.com"] == 1
 
 
+@virtual_time
 async def test_journal_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
     import stat
 
@@ -256,6 +263,7 @@ async def test_journal_files_are_readable_by_their_owner_only(tmp_path: Path) ->
     await store.aclose()
 
 
+@virtual_time
 async def test_a_lock_held_too_long_is_an_error_of_its_own(tmp_path: Path) -> None:
     import sqlite3
 

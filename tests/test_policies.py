@@ -139,7 +139,7 @@ def test_a_client_refuses_a_timeout_that_makes_no_sense(timeout: object) -> None
 @pytest.mark.parametrize(
     "deadline", [math.nan, math.inf, 0, -5, 10**400], ids=["nan", "inf", "zero", "neg", "huge"]
 )
-@pytest.mark.anyio
+@pytest.mark.asyncio
 async def test_a_call_refuses_a_deadline_that_makes_no_sense(deadline: object) -> None:
     async with ka.AsyncKepler("ki_test_x1", base_url="http://127.0.0.1:9") as kepler:
         with pytest.raises(ka.ConfigurationError, match="deadline"):

@@ -9,12 +9,7 @@ import kepler_async as ka
 from kepler_async import AsyncKepler
 from kepler_async.testing import LIVE_KEY, SANDBOX_KEY, KeplerSimulator
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+from .backends import only_on, run_on_asyncio_and_trio
 
 
 async def test_every_endpoint_over_http(kepler_sim: KeplerSimulator, kepler_sim_url: str) -> None:
@@ -74,10 +69,10 @@ async def test_a_slow_answer_times_out_as_a_transport_error(
             await kepler.usage()
 
 
-async def test_a_thousand_domains_through_score_many_over_http(anyio_backend: str) -> None:
-    """1,000 cold runs over uvicorn in real time, runs 100x shorter than documented."""
-    if anyio_backend != "asyncio":
-        pytest.skip("real time: one backend is enough")
+@only_on("asyncio")
+async def test_a_thousand_domains_through_score_many_over_http() -> None:
+    """1,000 cold runs over uvicorn in real time, runs 100x shorter than documented
+    (real time: one loop is enough)."""
     from kepler_async.testing import create_app, serve
 
     scale = 0.01
@@ -106,3 +101,6 @@ async def test_a_thousand_domains_through_score_many_over_http(anyio_backend: st
         else:
             assert isinstance(outcome.error, ka.JobFailed), outcome.error
             assert outcome.error.failure_reason == job.failure_reason
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=False)

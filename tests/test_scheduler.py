@@ -25,18 +25,12 @@ from kepler_async.testing import (
     KeplerSimulator,
     asgi_transport,
 )
+from kepler_async.testing.fixtures import open_for_fixture
 
-from .virtual_time import virtual_backend
-
-pytestmark = pytest.mark.anyio
+from .backends import run_on_asyncio_and_trio
 
 POLICY = PollPolicy(first_delay=20, interval=4, multiplier=1.5, cap=10, jitter=0.2, deadline=180)
 JOB = "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f"
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return virtual_backend(str(request.param))
 
 
 class Tap(httpx.AsyncBaseTransport):
@@ -57,22 +51,19 @@ class Tap(httpx.AsyncBaseTransport):
         return [t for t, _, _, path in self.log if path.startswith(path_prefix)]
 
 
-@pytest.fixture
 async def sim() -> KeplerSimulator:
     return KeplerSimulator(seed=11, clock=anyio.current_time, per_key_cold_per_hour=None)
 
 
 @pytest.fixture
-async def tap(sim: KeplerSimulator) -> Tap:
+def tap(sim: KeplerSimulator) -> Tap:
     return Tap(asgi_transport(sim))
 
 
-@pytest.fixture
 async def kepler(tap: Tap) -> AsyncIterator[AsyncKepler]:
-    async with AsyncKepler(
-        LIVE_KEY, base_url=SIM_BASE_URL, transport=tap, poll_policy=POLICY
-    ) as client:
-        yield client
+    client = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=tap, poll_policy=POLICY)
+    async for opened in open_for_fixture(client):
+        yield opened
 
 
 # --- the paths of one score -------------------------------------------------------------
@@ -556,6 +547,11 @@ async def test_cancelling_one_waiter_leaves_the_job_and_the_others_alone(
 async def test_cancelling_the_submitting_task_does_not_lose_the_job(
     kepler: AsyncKepler, sim: KeplerSimulator
 ) -> None:
+    # A client opened without `async with` (asyncio's fixture) starts its engine on
+    # first use; a caller cancelled during that start has sent nothing. Start it first,
+    # so the cancel lands once the POST is the engine's.
+    sim.seed_score("plaid.com", age=60)
+    await kepler.score("plaid.com")
     async with anyio.create_task_group() as tg:
         tg.start_soon(kepler.score, "stripe.com")
         await anyio.lowlevel.checkpoint()
@@ -694,3 +690,6 @@ async def test_the_adaptive_policy_learns_to_poll_less(sim: KeplerSimulator) -> 
                 pass
             results[adaptive] = (kepler.statistics().polls_sent - before) / 200
     assert results[True] < 0.75 * results[False]
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True, async_fixtures=[sim, kepler])

@@ -305,7 +305,7 @@ def test_keys_must_look_like_kepler_keys() -> None:
 # --- over the app -----------------------------------------------------------------------
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 async def test_app_requires_a_key_on_every_route(sim: KeplerSimulator) -> None:
     import httpx
 
@@ -320,7 +320,7 @@ async def test_app_requires_a_key_on_every_route(sim: KeplerSimulator) -> None:
         assert (response.status_code, response.json()) == (404, {"error": "not found"})
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 async def test_app_fault_after_processing_bills_but_loses_the_answer(
     sim: KeplerSimulator,
 ) -> None:
@@ -332,7 +332,7 @@ async def test_app_fault_after_processing_bills_but_loses_the_answer(
     assert response.status_code == 202
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 async def test_app_counts_requests_by_route(sim: KeplerSimulator) -> None:
     await post_score(sim, LIVE_KEY, {"domain": "stripe.com"})
     await post_score(sim, LIVE_KEY, "not json at all")
@@ -342,7 +342,7 @@ async def test_app_counts_requests_by_route(sim: KeplerSimulator) -> None:
 # --- faithful to the vendor's documents (OpenAPI DomainPath, RFC 9110, JSON types) ------
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 async def test_get_score_strips_a_scheme_and_www_as_the_spec_says() -> None:
     sim = KeplerSimulator(clock=lambda: 0.0)
     sim.seed_score("stripe.com", age=10)
@@ -355,7 +355,7 @@ async def test_get_score_strips_a_scheme_and_www_as_the_spec_says() -> None:
             assert answer.json()["domain"] == "stripe.com"
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 async def test_a_405_names_the_allowed_methods() -> None:
     sim = KeplerSimulator(clock=lambda: 0.0)
     async with httpx.AsyncClient(transport=asgi_transport(sim), base_url=SIM_BASE_URL) as client:
@@ -364,7 +364,7 @@ async def test_a_405_names_the_allowed_methods() -> None:
     assert "POST" in answer.headers["allow"]
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 @pytest.mark.parametrize("value", ["false", "true", 1, 0, None])
 async def test_force_fresh_must_be_a_json_boolean(value: object) -> None:
     sim = KeplerSimulator(clock=lambda: 0.0)
@@ -373,7 +373,7 @@ async def test_force_fresh_must_be_a_json_boolean(value: object) -> None:
     assert sim.counters.total_cold_runs == 0
 
 
-@pytest.mark.anyio
+@pytest.mark.asyncio
 async def test_a_deeply_nested_request_body_is_a_400_not_a_500() -> None:
     sim = KeplerSimulator(clock=lambda: 0.0)
     async with httpx.AsyncClient(

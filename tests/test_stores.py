@@ -12,18 +12,17 @@ from typing import Any
 
 import anyio
 import pytest
+import pytest_asyncio
 
 import kepler_async as ka
 from kepler_async import AsyncKepler, JobStore, PostgresJobStore, SQLiteJobStore
 from kepler_async._kepler._dialect import KEPLER_POLICY
 from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
 
-pytestmark = pytest.mark.anyio
-
 StoreFactory = Callable[[], Any]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest_asyncio.fixture(params=["sqlite", "postgres"])
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
     """Stores on one journal: each call is another process's view of it. All are
     closed after the test."""
@@ -52,6 +51,7 @@ async def bound(store: JobStore) -> JobStore:
     return store
 
 
+@pytest.mark.asyncio
 async def test_records_round_trip(make_store: StoreFactory) -> None:
     store = await bound(make_store())
     await store.record_submitted("kepler", "a.com", "job-1", subject="a.com")
@@ -71,6 +71,7 @@ async def test_records_round_trip(make_store: StoreFactory) -> None:
     await store.aclose()
 
 
+@pytest.mark.asyncio
 async def test_a_journal_of_another_api_or_key_is_refused(make_store: StoreFactory) -> None:
     await bound(make_store())
     with pytest.raises(ka.JournalError, match="another API key"):
@@ -79,6 +80,7 @@ async def test_a_journal_of_another_api_or_key_is_refused(make_store: StoreFacto
         await make_store().bind(base_url="https://elsewhere.test", fingerprint="f1")
 
 
+@pytest.mark.asyncio
 async def test_claims_are_atomic_and_held_by_one_owner(make_store: StoreFactory) -> None:
     one, two = await bound(make_store()), await bound(make_store())
     claimed, _ = await one.claim("kepler", "a.com", subject="a.com", lease=60)
@@ -96,6 +98,7 @@ async def test_claims_are_atomic_and_held_by_one_owner(make_store: StoreFactory)
     assert claimed
 
 
+@pytest.mark.asyncio
 async def test_an_expired_claim_that_sent_nothing_is_simply_free(
     make_store: StoreFactory,
 ) -> None:
@@ -108,6 +111,7 @@ async def test_an_expired_claim_that_sent_nothing_is_simply_free(
     assert entry.state == "claimed"
 
 
+@pytest.mark.asyncio
 async def test_an_expired_claim_that_sent_its_submit_is_in_doubt(
     make_store: StoreFactory,
 ) -> None:
@@ -124,6 +128,7 @@ async def test_an_expired_claim_that_sent_its_submit_is_in_doubt(
     assert claimed
 
 
+@pytest.mark.asyncio
 async def test_concurrent_claims_elect_exactly_one(make_store: StoreFactory) -> None:
     stores = [await bound(make_store()) for _ in range(8)]
     results: list[bool] = []
@@ -137,6 +142,7 @@ async def test_concurrent_claims_elect_exactly_one(make_store: StoreFactory) -> 
     assert sorted(results) == [False] * 7 + [True]
 
 
+@pytest.mark.asyncio
 async def test_two_clients_on_one_store_submit_a_domain_once(make_store: StoreFactory) -> None:
     """Two clients, each with its own store on the journal (two processes, or two
     machines on one PostgreSQL): one cold run, one job, two scores."""
@@ -165,6 +171,7 @@ async def test_two_clients_on_one_store_submit_a_domain_once(make_store: StoreFa
     assert sim.counters.cold_runs_billed["stripe.com"] == 1
 
 
+@pytest.mark.asyncio
 async def test_an_unreachable_database_names_host_and_port_never_the_password() -> None:
     store = PostgresJobStore("postgresql://app:hunter2@127.0.0.1:9/jobs")
     kepler = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, journal=store)
@@ -176,6 +183,7 @@ async def test_an_unreachable_database_names_host_and_port_never_the_password() 
     assert "hunter2" not in repr(store)
 
 
+@pytest.mark.asyncio
 async def test_many_processes_opening_a_new_journal_at_once(make_store: StoreFactory) -> None:
     """Workers start together: creating the journal's tables must not race."""
     stores = [make_store() for _ in range(8)]

@@ -17,14 +17,7 @@ import kepler_async as ka
 from kepler_async import JobEngine, SQLiteJobStore
 
 from .apis import API_NAMES, APIS, BILLED, QUOTA_SCOPED, Api, Wire, answer
-from .virtual_time import virtual_backend
-
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return virtual_backend(str(request.param))
+from .backends import run_on_asyncio_and_trio
 
 
 @pytest.fixture(params=API_NAMES)
@@ -402,3 +395,6 @@ async def test_a_claim_whose_process_is_gone_is_in_doubt_at_once(tmp_path: Path)
     assert not claimed
     assert entry is not None
     assert not entry.claim_is_live(entry.submitted_at or 0.0)  # its owner is gone
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True)

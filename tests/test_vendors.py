@@ -36,19 +36,13 @@ from kepler_async.testing import (
     asgi_transport,
 )
 
-from .virtual_time import virtual_backend
+from .backends import run_on_asyncio_and_trio
 
-pytestmark = pytest.mark.anyio
 PERSON: dict[str, Any] = {
     "first_name": "Ada",
     "last_name": "Lovelace",
     "date_of_birth": "1815-12-10",
 }
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return virtual_backend(str(request.param))
 
 
 def transport(sim: object) -> httpx.ASGITransport:
@@ -438,3 +432,6 @@ def test_parsetx_item_count_is_absent_while_queued_and_ids_differ_by_endpoint() 
     with pytest.raises(ka.ProtocolError, match=r"parsetx.*'paused'"):
         dialect.classify_poll(job_id, None, {"id": job_id, "status": "paused", "results": []})
     assert "%2F" in dialect.poll_request("a/b").path  # an id never reaches a URL unescaped
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True)

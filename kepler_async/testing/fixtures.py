@@ -4,32 +4,275 @@ Enable them in a ``conftest.py``::
 
     pytest_plugins = ["kepler_async.testing.fixtures"]
 
-- ``kepler_sim``: a fresh ``KeplerSimulator`` (seed 0, real time scale 1).
-- ``kepler_sim_url``: the same simulator served over real HTTP by uvicorn on a free
-  port of 127.0.0.1; the server stops after the test.
+For each API (``kepler``, ``deepidv``, ``midlyr``, ``parsetx``):
+
+- ``<api>_sim``: a fresh simulator (seed 0) whose time is ``sim_clock``.
+- ``<api>_client``: a client of that API wired to ``<api>_sim`` in-process, closed after
+  the test. It polls 100x faster than the real API asks (so a job finishes a few tens
+  of milliseconds after the simulated time says it is done), and its deadlines are
+  100x shorter: a job the test never lets finish fails with ``DeadlineExceeded`` in
+  seconds instead of hanging the suite.
+- ``<api>_sim_url``: ``<api>_sim`` served by uvicorn over real HTTP on a free port of
+  127.0.0.1; yields the base URL (pass ``allow_plain_http=True`` to a client of it). The
+  server stops after the test.
+
+And ``sim_clock``: the ``ManualClock`` every simulator of the test reads. Simulated time
+stands still until the test moves it, so a cold job stays ``processing`` until
+``sim_clock.advance(90)``, and nothing depends on how fast the machine is.
+
+The client fixtures are async and work under every common setup: pytest-asyncio in
+strict mode (mark the test ``@pytest.mark.asyncio``) or auto mode, and anyio's plugin
+(``@pytest.mark.anyio``, asyncio or trio). Under pytest-asyncio the client is opened
+without ``async with``, because pytest-asyncio tears a fixture down in another task than
+the one that set it up; under anyio's plugin on trio it is opened with ``async with``,
+as trio requires. Either way it is closed after the test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib.util
+import types
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
+import sniffio
 
-from ._kepler_sim import KeplerSimulator
+from kepler_async._engine._client import ApiClient
+from kepler_async._kepler._client import AsyncKepler
+from kepler_async._kepler._dialect import KEPLER_POLICY
+from kepler_async._policies import PollPolicy
+from kepler_async.deepidv import AsyncDeepidv
+from kepler_async.deepidv._client import DEEPIDV_POLICY
+from kepler_async.midlyr import AsyncMidLyr
+from kepler_async.midlyr._client import MIDLYR_POLICY
+from kepler_async.parsetx import AsyncParseTx
+from kepler_async.parsetx._client import PARSETX_POLICY
+
+from ._clock import ManualClock
+from ._kepler_sim import LIVE_KEY, KeplerSimulator
 from ._server import serve
-from ._sim_app import create_app
+from ._sim_app import SIM_BASE_URL, asgi_transport
+from ._vendor_sims import (
+    DEEPIDV_KEY,
+    MIDLYR_KEY,
+    PARSETX_KEY,
+    DeepidvSimulator,
+    MidLyrSimulator,
+    ParseTxSimulator,
+)
 
-__all__ = ["kepler_sim", "kepler_sim_url"]
+# A project on anyio's plugin alone need not have pytest-asyncio.
+_pytest_asyncio: types.ModuleType | None = None
+if importlib.util.find_spec("pytest_asyncio") is not None:
+    import pytest_asyncio as _pytest_asyncio
+
+__all__ = [
+    "POLL_SCALE",
+    "deepidv_client",
+    "deepidv_sim",
+    "deepidv_sim_url",
+    "kepler_client",
+    "kepler_sim",
+    "kepler_sim_url",
+    "midlyr_client",
+    "midlyr_sim",
+    "midlyr_sim_url",
+    "open_for_fixture",
+    "parsetx_client",
+    "parsetx_sim",
+    "parsetx_sim_url",
+    "sim_clock",
+]
+
+_C = TypeVar("_C", bound=ApiClient[Any])
+
+#: How much faster than the real API the fixture clients poll (and how much shorter
+#: their deadlines are).
+POLL_SCALE = 0.01
+
+
+# --- simulated time and the simulators -----------------------------------------------------
 
 
 @pytest.fixture
-def kepler_sim() -> KeplerSimulator:
-    """A fresh Kepler simulator for one test."""
-    return KeplerSimulator(seed=0)
+def sim_clock() -> ManualClock:
+    """The clock every simulator of the test reads; it moves only with ``advance()``."""
+    return ManualClock()
+
+
+@pytest.fixture
+def kepler_sim(sim_clock: ManualClock) -> KeplerSimulator:
+    """A fresh Kepler simulator for one test, on ``sim_clock``."""
+    return KeplerSimulator(seed=0, clock=sim_clock)
+
+
+@pytest.fixture
+def deepidv_sim(sim_clock: ManualClock) -> DeepidvSimulator:
+    """A fresh deepidv simulator for one test, on ``sim_clock``."""
+    return DeepidvSimulator(seed=0, clock=sim_clock)
+
+
+@pytest.fixture
+def midlyr_sim(sim_clock: ManualClock) -> MidLyrSimulator:
+    """A fresh MidLyr simulator for one test, on ``sim_clock``."""
+    return MidLyrSimulator(seed=0, clock=sim_clock)
+
+
+@pytest.fixture
+def parsetx_sim(sim_clock: ManualClock) -> ParseTxSimulator:
+    """A fresh ParseTx simulator for one test, on ``sim_clock``."""
+    return ParseTxSimulator(seed=0, clock=sim_clock)
+
+
+# --- served over HTTP ----------------------------------------------------------------------
 
 
 @pytest.fixture
 def kepler_sim_url(kepler_sim: KeplerSimulator) -> Iterator[str]:
     """``kepler_sim`` served over HTTP on 127.0.0.1; yields the base URL."""
-    with serve(create_app(kepler_sim)) as url:
+    with serve(kepler_sim.create_app()) as url:
         yield url
+
+
+@pytest.fixture
+def deepidv_sim_url(deepidv_sim: DeepidvSimulator) -> Iterator[str]:
+    """``deepidv_sim`` served over HTTP on 127.0.0.1; yields the base URL."""
+    with serve(deepidv_sim.create_app()) as url:
+        yield url
+
+
+@pytest.fixture
+def midlyr_sim_url(midlyr_sim: MidLyrSimulator) -> Iterator[str]:
+    """``midlyr_sim`` served over HTTP on 127.0.0.1; yields the base URL."""
+    with serve(midlyr_sim.create_app()) as url:
+        yield url
+
+
+@pytest.fixture
+def parsetx_sim_url(parsetx_sim: ParseTxSimulator) -> Iterator[str]:
+    """``parsetx_sim`` served over HTTP on 127.0.0.1; yields the base URL."""
+    with serve(parsetx_sim.create_app()) as url:
+        yield url
+
+
+# --- in-process clients --------------------------------------------------------------------
+#
+# Each public client fixture is synchronous and hands over to the async fixture of the
+# plugin that runs the test: anyio's plugin claims exactly the tests that request
+# `anyio_backend`; every other async test here is pytest-asyncio's.
+
+
+def _client_fixture(request: pytest.FixtureRequest, api: str) -> Any:
+    if "anyio_backend" in request.fixturenames:
+        return request.getfixturevalue(f"_{api}_client_on_anyio")
+    if _pytest_asyncio is None:
+        raise pytest.UsageError(
+            f"{api}_client is an async fixture: mark the test @pytest.mark.anyio "
+            "(anyio's plugin) or install pytest-asyncio and mark it @pytest.mark.asyncio"
+        )
+    return request.getfixturevalue(f"_{api}_client_on_pytest_asyncio")
+
+
+async def open_for_fixture(client: _C) -> AsyncIterator[_C]:
+    """The body of an async fixture that holds ``client`` open for one test.
+
+    Use it in fixtures of your own: ``async for c in open_for_fixture(client): yield c``.
+    On asyncio the client runs without ``async with`` (its engine in a task of its own),
+    so the fixture may be torn down in another task than the one that set it up, as
+    pytest-asyncio does; on trio, which needs ``async with``, it is entered and left in
+    the fixture's one task, as anyio's plugin runs it. Either way it is closed after.
+    """
+    if sniffio.current_async_library() == "trio":
+        async with client:
+            yield client
+    else:
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+
+def _connect(client_type: type[ApiClient[Any]], key: str, policy: PollPolicy, sim: Any) -> Any:
+    return client_type(
+        key,
+        base_url=SIM_BASE_URL,
+        transport=asgi_transport(sim),
+        poll_policy=policy.scaled(POLL_SCALE),
+    )
+
+
+@pytest.fixture
+def kepler_client(request: pytest.FixtureRequest) -> AsyncKepler:
+    """An ``AsyncKepler`` wired to ``kepler_sim`` in-process (live key), closed after."""
+    return _client_fixture(request, "kepler")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def deepidv_client(request: pytest.FixtureRequest) -> AsyncDeepidv:
+    """An ``AsyncDeepidv`` wired to ``deepidv_sim`` in-process, closed after the test."""
+    return _client_fixture(request, "deepidv")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def midlyr_client(request: pytest.FixtureRequest) -> AsyncMidLyr:
+    """An ``AsyncMidLyr`` wired to ``midlyr_sim`` in-process, closed after the test."""
+    return _client_fixture(request, "midlyr")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def parsetx_client(request: pytest.FixtureRequest) -> AsyncParseTx:
+    """An ``AsyncParseTx`` wired to ``parsetx_sim`` in-process, closed after the test."""
+    return _client_fixture(request, "parsetx")  # type: ignore[no-any-return]
+
+
+async def _kepler(kepler_sim: KeplerSimulator) -> AsyncIterator[AsyncKepler]:
+    async for client in open_for_fixture(
+        _connect(AsyncKepler, LIVE_KEY, KEPLER_POLICY, kepler_sim)
+    ):
+        yield client
+
+
+async def _deepidv(deepidv_sim: DeepidvSimulator) -> AsyncIterator[AsyncDeepidv]:
+    client = _connect(AsyncDeepidv, DEEPIDV_KEY, DEEPIDV_POLICY, deepidv_sim)
+    async for opened in open_for_fixture(client):
+        yield opened
+
+
+async def _midlyr(midlyr_sim: MidLyrSimulator) -> AsyncIterator[AsyncMidLyr]:
+    async for client in open_for_fixture(
+        _connect(AsyncMidLyr, MIDLYR_KEY, MIDLYR_POLICY, midlyr_sim)
+    ):
+        yield client
+
+
+async def _parsetx(parsetx_sim: ParseTxSimulator) -> AsyncIterator[AsyncParseTx]:
+    client = _connect(AsyncParseTx, PARSETX_KEY, PARSETX_POLICY, parsetx_sim)
+    async for opened in open_for_fixture(client):
+        yield opened
+
+
+def _register(name: str, body: Callable[..., AsyncIterator[Any]]) -> None:
+    """Make ``body`` the async fixture of each plugin under its own name (one function
+    object each: pytest-asyncio marks the function it is given)."""
+
+    def copy() -> Callable[..., AsyncIterator[Any]]:
+        return types.FunctionType(
+            body.__code__, body.__globals__, name, body.__defaults__, body.__closure__
+        )
+
+    globals()[f"_{name}_client_on_anyio"] = pytest.fixture(copy(), name=f"_{name}_client_on_anyio")
+    if _pytest_asyncio is not None:
+        globals()[f"_{name}_client_on_pytest_asyncio"] = _pytest_asyncio.fixture(
+            copy(), name=f"_{name}_client_on_pytest_asyncio"
+        )
+
+
+_BODIES: list[tuple[str, Callable[..., AsyncIterator[Any]]]] = [
+    ("kepler", _kepler),
+    ("deepidv", _deepidv),
+    ("midlyr", _midlyr),
+    ("parsetx", _parsetx),
+]
+for _name, _body in _BODIES:
+    _register(_name, _body)
