@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 
 import httpx
 import pytest
+import respx
 
 import kepler_async as ka
 from kepler_async import RetryPolicy
@@ -17,25 +17,26 @@ from kepler_async._kepler._errors import kepler_error, kepler_submit_never_start
 from .backends import run_on_asyncio_and_trio
 
 KEY = "ki_live_s3cr3t-value-never-printed"
-Handler = Callable[[httpx.Request], httpx.Response]
+BASE_URL = "https://api.example.test"
 
 
-class Recorder:
-    """A mock transport that plays a script of answers and records what it was sent."""
+def answers(*script: httpx.Response | Exception) -> respx.MockRouter:
+    """A respx router for the API host whose one route plays ``script`` in order (the
+    last answer repeats); ``router.calls`` records what was sent."""
+    steps = list(script)
 
-    def __init__(self, *script: httpx.Response | Exception) -> None:
-        self.script = list(script)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+    def next_answer(request: httpx.Request) -> httpx.Response:
+        step = steps.pop(0) if len(steps) > 1 else steps[0]
         if isinstance(step, Exception):
             raise step
         return step
 
+    router = respx.MockRouter(base_url=BASE_URL, assert_all_mocked=True)
+    router.route().mock(side_effect=next_answer)
+    return router
 
-def make(handler: Handler, **kwargs: object) -> tuple[HttpBoundary, list[float]]:
+
+def make(router: respx.MockRouter, **kwargs: object) -> tuple[HttpBoundary, list[float]]:
     sleeps: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -43,11 +44,11 @@ def make(handler: Handler, **kwargs: object) -> tuple[HttpBoundary, list[float]]
 
     boundary = HttpBoundary.create(
         api_key=KEY,
-        base_url="https://api.example.test/",
+        base_url=BASE_URL + "/",
         auth_header="X-API-Key",
         map_error=kepler_error,
         never_started=kepler_submit_never_started,
-        transport=httpx.MockTransport(handler),
+        transport=httpx.MockTransport(router.async_handler),
         sleep=fake_sleep,
         rand=lambda: 0.0,
         **kwargs,  # type: ignore[arg-type]
@@ -93,7 +94,7 @@ def _instantiate(cls: type[Exception]) -> Exception:
 @pytest.mark.parametrize("cls", _all_httpx_exception_classes(), ids=lambda c: c.__name__)
 async def test_every_httpx_exception_maps_into_the_tree(cls: type[Exception]) -> None:
     original = _instantiate(cls)
-    boundary, _ = make(Recorder(original), retry=RetryPolicy(attempts=1))
+    boundary, _ = make(answers(original), retry=RetryPolicy(attempts=1))
     with pytest.raises(ka.KeplerError) as info:
         await boundary.request("GET", "/v1/usage")
     assert info.value.__cause__ is original
@@ -127,12 +128,12 @@ def test_transport_errors_say_whether_the_request_may_have_arrived(
 
 
 async def test_headers_identify_and_authenticate() -> None:
-    recorder = Recorder(ok())
-    boundary, _ = make(recorder)
+    router = answers(ok())
+    boundary, _ = make(router)
     reply = await boundary.request("GET", "/v1/usage", params={"a": 1})
     assert reply.status == 200
     assert reply.body == {"ok": True}
-    sent = recorder.requests[0]
+    sent = router.calls[0].request
     assert sent.headers["x-api-key"] == KEY
     assert sent.headers["user-agent"] == f"kepler-async/{ka.__version__}"
     assert sent.headers["accept"] == "application/json"
@@ -140,49 +141,49 @@ async def test_headers_identify_and_authenticate() -> None:
 
 
 async def test_safe_requests_retry_transient_failures_with_growing_backoff() -> None:
-    recorder = Recorder(httpx.ConnectError("refused"), err(502, "bad gateway"), ok())
-    boundary, sleeps = make(recorder, retry=RetryPolicy(attempts=3, initial=0.5, jitter=0.0))
+    router = answers(httpx.ConnectError("refused"), err(502, "bad gateway"), ok())
+    boundary, sleeps = make(router, retry=RetryPolicy(attempts=3, initial=0.5, jitter=0.0))
     reply = await boundary.request("GET", "/v1/usage")
     assert reply.body == {"ok": True}
-    assert len(recorder.requests) == 3
+    assert len(router.calls) == 3
     assert sleeps == [0.5, 1.0]
 
 
 async def test_safe_requests_honour_retry_after_on_5xx() -> None:
-    recorder = Recorder(err(503, "busy", **{"Retry-After": "7"}), ok())
-    boundary, sleeps = make(recorder, retry=RetryPolicy(initial=0.5, jitter=0.0))
+    router = answers(err(503, "busy", **{"Retry-After": "7"}), ok())
+    boundary, sleeps = make(router, retry=RetryPolicy(initial=0.5, jitter=0.0))
     await boundary.request("GET", "/v1/usage")
     assert sleeps == [7.0]
 
 
 async def test_exhausted_retries_raise_the_last_error_with_its_cause() -> None:
     failure = httpx.ReadTimeout("slow")
-    recorder = Recorder(failure)
-    boundary, sleeps = make(recorder, retry=RetryPolicy(attempts=4, jitter=0.0, initial=1, cap=3))
+    router = answers(failure)
+    boundary, sleeps = make(router, retry=RetryPolicy(attempts=4, jitter=0.0, initial=1, cap=3))
     with pytest.raises(ka.TransportError) as info:
         await boundary.request("GET", "/v1/usage")
     assert info.value.__cause__ is failure
-    assert len(recorder.requests) == 4
+    assert len(router.calls) == 4
     assert sleeps == [1.0, 2.0, 3.0]
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 429])
 async def test_client_errors_are_never_retried(status: int) -> None:
-    recorder = Recorder(err(status, "nope"))
-    boundary, sleeps = make(recorder)
+    router = answers(err(status, "nope"))
+    boundary, sleeps = make(router)
     with pytest.raises(ka.APIError):
         await boundary.request("GET", "/v1/usage")
-    assert len(recorder.requests) == 1
+    assert len(router.calls) == 1
     assert sleeps == []
 
 
 async def test_billed_post_is_resent_when_the_connection_never_opened() -> None:
-    recorder = Recorder(httpx.ConnectError("refused"), ok({"job_id": "x"}, status=202))
-    boundary, _ = make(recorder)
+    router = answers(httpx.ConnectError("refused"), ok({"job_id": "x"}, status=202))
+    boundary, _ = make(router)
     reply = await boundary.request("POST", "/v1/score", json={"domain": "a.com"}, billed=True)
     assert reply.status == 202
-    assert len(recorder.requests) == 2
-    assert json.loads(recorder.requests[0].content) == {"domain": "a.com"}
+    assert len(router.calls) == 2
+    assert json.loads(router.calls[0].request.content) == {"domain": "a.com"}
 
 
 @pytest.mark.parametrize(
@@ -191,36 +192,36 @@ async def test_billed_post_is_resent_when_the_connection_never_opened() -> None:
     ids=lambda e: type(e).__name__,
 )
 async def test_billed_post_that_may_have_arrived_is_never_resent(failure: Exception) -> None:
-    recorder = Recorder(failure, ok())
-    boundary, _ = make(recorder)
+    router = answers(failure, ok())
+    boundary, _ = make(router)
     with pytest.raises(ka.SubmitUncertain) as info:
         await boundary.request("POST", "/v1/score", json={"domain": "a.com"}, billed=True)
-    assert len(recorder.requests) == 1
+    assert len(router.calls) == 1
     assert info.value.request_sent
     assert "not sent again" in str(info.value)
 
 
 async def test_billed_post_retries_an_engine_that_never_started() -> None:
-    recorder = Recorder(err(500, "scoring engine unavailable"), ok(status=202))
-    boundary, _ = make(recorder)
+    router = answers(err(500, "scoring engine unavailable"), ok(status=202))
+    boundary, _ = make(router)
     reply = await boundary.request("POST", "/v1/score", json={"domain": "a.com"}, billed=True)
     assert reply.status == 202
-    assert len(recorder.requests) == 2
+    assert len(router.calls) == 2
 
 
 @pytest.mark.parametrize(
     ("status", "code"), [(500, "internal error"), (503, "unavailable"), (429, "rate limited")]
 )
 async def test_billed_post_is_not_resent_after_other_failures(status: int, code: str) -> None:
-    recorder = Recorder(err(status, code), ok(status=202))
-    boundary, _ = make(recorder)
+    router = answers(err(status, code), ok(status=202))
+    boundary, _ = make(router)
     with pytest.raises(ka.APIError):
         await boundary.request("POST", "/v1/score", json={"domain": "a.com"}, billed=True)
-    assert len(recorder.requests) == 1
+    assert len(router.calls) == 1
 
 
 async def test_a_success_that_is_not_json_is_a_protocol_error_without_the_key() -> None:
-    boundary, _ = make(Recorder(httpx.Response(200, text=f"<html>oops {KEY}</html>")))
+    boundary, _ = make(answers(httpx.Response(200, text=f"<html>oops {KEY}</html>")))
     with pytest.raises(ka.ProtocolError) as info:
         await boundary.request("GET", "/v1/usage")
     assert "<html>oops" in str(info.value)
@@ -230,7 +231,7 @@ async def test_a_success_that_is_not_json_is_a_protocol_error_without_the_key() 
 
 async def test_an_error_body_that_echoes_the_key_is_scrubbed() -> None:
     body = {"error": "unauthorized", "message": f"bad key {KEY}"}
-    boundary, _ = make(Recorder(httpx.Response(401, json=body)))
+    boundary, _ = make(answers(httpx.Response(401, json=body)))
     with pytest.raises(ka.AuthenticationError) as info:
         await boundary.request("GET", "/v1/usage")
     assert KEY not in str(info.value)
@@ -239,7 +240,7 @@ async def test_an_error_body_that_echoes_the_key_is_scrubbed() -> None:
 
 
 async def test_an_html_error_page_keeps_its_status_and_an_excerpt() -> None:
-    boundary, _ = make(Recorder(httpx.Response(502, text="<h1>Bad Gateway</h1>")))
+    boundary, _ = make(answers(httpx.Response(502, text="<h1>Bad Gateway</h1>")))
     with pytest.raises(ka.ServerError) as info:
         await boundary.request("GET", "/v1/usage", retry=RetryPolicy(attempts=1))
     assert info.value.status == 502
@@ -247,13 +248,13 @@ async def test_an_html_error_page_keeps_its_status_and_an_excerpt() -> None:
 
 
 async def test_unexpected_non_2xx_success_status_is_a_protocol_error() -> None:
-    boundary, _ = make(Recorder(httpx.Response(304)))
+    boundary, _ = make(answers(httpx.Response(304)))
     with pytest.raises(ka.ProtocolError, match="unexpected status"):
         await boundary.request("GET", "/v1/usage")
 
 
 async def test_closed_boundary_refuses_and_owned_client_is_closed() -> None:
-    boundary, _ = make(Recorder(ok()))
+    boundary, _ = make(answers(ok()))
     await boundary.aclose()
     await boundary.aclose()  # idempotent
     assert boundary._client.is_closed
@@ -262,8 +263,8 @@ async def test_closed_boundary_refuses_and_owned_client_is_closed() -> None:
 
 
 async def test_an_injected_client_is_used_as_is_and_left_open() -> None:
-    recorder = Recorder(ok())
-    injected = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
+    router = answers(ok())
+    injected = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
     boundary = HttpBoundary.create(
         api_key=KEY,
         base_url="https://api.example.test",
@@ -275,7 +276,7 @@ async def test_an_injected_client_is_used_as_is_and_left_open() -> None:
     await boundary.request("GET", "/v1/usage")
     await boundary.aclose()
     assert not injected.is_closed
-    assert len(recorder.requests) == 1
+    assert len(router.calls) == 1
     await injected.aclose()
 
 
@@ -283,7 +284,7 @@ async def test_retries_are_logged_at_debug_without_the_key(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    boundary, _ = make(Recorder(err(503, "busy"), ok()))
+    boundary, _ = make(answers(err(503, "busy"), ok()))
     await boundary.request("GET", "/v1/usage")
     messages = [record.getMessage() for record in caplog.records]
     assert any("retrying GET /v1/usage" in m for m in messages)
@@ -291,7 +292,7 @@ async def test_retries_are_logged_at_debug_without_the_key(
 
 
 def test_repr_hides_the_key() -> None:
-    boundary, _ = make(Recorder(ok()))
+    boundary, _ = make(answers(ok()))
     assert KEY not in repr(boundary)
 
 

@@ -18,7 +18,9 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from kepler_async._kepler._config import DEFAULT_BASE_URL
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -167,6 +169,21 @@ class KeplerSimulator(KeplerReads):
         from ._sim_app import create_app
 
         return create_app(self)
+
+    def mock(self, router: Any, *, base_url: str = DEFAULT_BASE_URL) -> Any:
+        """Answer from this simulator every request a respx router catches under
+        ``base_url`` (the real API's by default), cold jobs included::
+
+            def test_my_code(respx_mock):
+                sim = KeplerSimulator()
+                sim.mock(respx_mock)
+                # code that builds AsyncKepler(key) as usual now talks to `sim`
+
+        Returns the respx route (``route.calls`` lists what was sent).
+        """
+        from ._respx import route_to_app
+
+        return route_to_app(router, self.create_app(), base_url)
 
     def add_fault(
         self,

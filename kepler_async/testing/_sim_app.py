@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -147,9 +147,14 @@ def create_app(sim: KeplerSimulator) -> Starlette:
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
 
 
-def asgi_transport(sim: KeplerSimulator) -> httpx.ASGITransport:
-    """An httpx transport that sends requests straight into ``sim`` (no sockets)."""
-    return httpx.ASGITransport(app=create_app(sim))
+class _HasApp(Protocol):
+    def create_app(self) -> Any: ...
+
+
+def asgi_transport(sim: _HasApp) -> httpx.ASGITransport:
+    """An httpx transport that sends requests straight into ``sim``, any of the
+    simulators (no sockets)."""
+    return httpx.ASGITransport(app=sim.create_app())
 
 
 def simulated_client(sim: KeplerSimulator, api_key: str = LIVE_KEY, **kwargs: Any) -> AsyncKepler:

@@ -71,6 +71,8 @@ class _JobSimulator(abc.ABC):
 
     vendor = "vendor"
     prefix = "job"
+    #: Where the real API lives: what ``mock()`` routes by default.
+    api_base_url = "https://api.example"
 
     def __init__(
         self,
@@ -175,6 +177,14 @@ class _JobSimulator(abc.ABC):
         ]
         return Starlette(routes=routes)
 
+    def mock(self, router: Any, *, base_url: str | None = None) -> Any:
+        """Answer from this simulator every request a respx router (such as the
+        ``respx_mock`` fixture) catches under ``base_url``, by default the real API's.
+        Returns the respx route."""
+        from ._respx import route_to_app
+
+        return route_to_app(router, self.create_app(), base_url or self.api_base_url)
+
 
 async def _json(request: Request) -> Any:
     try:
@@ -196,6 +206,7 @@ class DeepidvSimulator(_JobSimulator):
     """
 
     vendor = "deepidv"
+    api_base_url = "https://api.deepidv.com"
 
     def __init__(
         self,
@@ -343,6 +354,7 @@ class MidLyrSimulator(_JobSimulator):
     """
 
     vendor = "midlyr"
+    api_base_url = "https://api.midlyr.com"
 
     def __init__(self, *, result_type: str = "analysis.screen.result", **kwargs: Any) -> None:
         kwargs.setdefault("duration", (3.0, 20.0))
@@ -461,6 +473,7 @@ class ParseTxSimulator(_JobSimulator):
     """
 
     vendor = "parsetx"
+    api_base_url = "https://api.parsetx.com"
 
     def __init__(
         self,

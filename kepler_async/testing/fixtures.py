@@ -31,6 +31,7 @@ as trio requires. Either way it is closed after the test.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
@@ -164,6 +165,11 @@ def parsetx_sim_url(parsetx_sim: ParseTxSimulator) -> Iterator[str]:
 
 
 def _client_fixture(request: pytest.FixtureRequest, api: str) -> Any:
+    test = getattr(request, "function", None)
+    if test is not None and not inspect.iscoroutinefunction(test):
+        raise pytest.UsageError(
+            f"{api}_client is for async tests; {request.node.name} is not an async test"
+        )
     if "anyio_backend" in request.fixturenames:
         return request.getfixturevalue(f"_{api}_client_on_anyio")
     if _pytest_asyncio is None:

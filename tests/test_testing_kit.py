@@ -1,0 +1,117 @@
+"""kepler_async.testing's pytest fixtures, used as a user's project uses them: a small
+test file run by pytest (pytester, in a subprocess) under pytest-asyncio in strict
+mode, in auto mode, and under anyio's plugin on asyncio and trio."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+USER_TESTS = '''
+import httpx
+import pytest
+
+import kepler_async as ka
+from kepler_async import AsyncKepler
+from kepler_async.testing import LIVE_KEY, VendorCounters
+
+PERSON = {"first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "1815-12-10"}
+
+
+{mark}
+async def test_a_cached_score(kepler_client, kepler_sim):
+    kepler_sim.seed_score("stripe.com", age=60)
+    assert (await kepler_client.score("stripe.com")).domain == "stripe.com"
+    assert kepler_sim.counters.cold_runs_billed["stripe.com"] == 0
+
+
+{mark}
+async def test_a_cold_job_finishes_when_simulated_time_says(kepler_client, kepler_sim, sim_clock):
+    job = await kepler_client.submit("plaid.com")
+    assert not job.done()
+    sim_clock.advance(91)  # Kepler's runs take 25-90 s
+    score = await job
+    assert score.domain == "plaid.com"
+    assert kepler_sim.counters.cold_runs_billed["plaid.com"] == 1
+
+
+{mark}
+async def test_a_job_never_let_finish_fails_fast(kepler_client):
+    with pytest.raises(ka.DeadlineExceeded):
+        await kepler_client.score("never.example")
+
+
+{mark}
+async def test_the_vendor_clients(deepidv_client, midlyr_client, parsetx_client, sim_clock,
+                                  deepidv_sim, midlyr_sim, parsetx_sim):
+    screening = await deepidv_client.submit_adverse_media(**PERSON)
+    text = await midlyr_client.submit_screen("0% APR forever")
+    enriched = await parsetx_client.submit_enrich(["AMZN Mktp US"])
+    sim_clock.advance(3600)
+    for handle in (screening, text, enriched):
+        try:
+            await handle
+        except ka.JobFailed:
+            pass  # the simulators' failure mix: settled either way
+    for sim in (deepidv_sim, midlyr_sim, parsetx_sim):
+        assert isinstance(sim.counters, VendorCounters)
+        assert len(sim.jobs) == 1
+
+
+{mark}
+async def test_the_simulator_over_http(kepler_sim, kepler_sim_url):
+    kepler_sim.seed_score("stripe.com", age=60)
+    assert kepler_sim_url.startswith("http://127.0.0.1:")
+    async with AsyncKepler(LIVE_KEY, base_url=kepler_sim_url, allow_plain_http=True) as kepler:
+        assert (await kepler.score("stripe.com")).domain == "stripe.com"
+'''
+
+ASYNCIO = ["-p", "no:anyio", "-o", "asyncio_default_fixture_loop_scope=function"]
+SETUPS = {
+    # name: (marker line, pytest arguments)
+    "pytest-asyncio strict": ("@pytest.mark.asyncio", [*ASYNCIO, "-o", "asyncio_mode=strict"]),
+    "pytest-asyncio auto": ("", [*ASYNCIO, "-o", "asyncio_mode=auto"]),
+    "anyio plugin": ("@pytest.mark.anyio", ["-p", "no:asyncio"]),
+}
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_the_fixtures_work_in_a_users_project(pytester: pytest.Pytester, setup: str) -> None:
+    mark, args = SETUPS[setup]
+    pytester.makeconftest('pytest_plugins = ["kepler_async.testing.fixtures"]\n')
+    pytester.makepyfile(test_user=USER_TESTS.replace("{mark}", mark))
+    if setup == "anyio plugin":
+        pytester.makeconftest(
+            textwrap.dedent(
+                """
+                import pytest
+
+                pytest_plugins = ["kepler_async.testing.fixtures"]
+
+                @pytest.fixture(params=["asyncio", "trio"])
+                def anyio_backend(request):
+                    return request.param
+                """
+            )
+        )
+    result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider", *args)
+    tests = 5 * (2 if setup == "anyio plugin" else 1)
+    result.assert_outcomes(passed=tests)
+
+
+def test_without_a_plugin_for_async_fixtures_the_message_says_what_to_do(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest('pytest_plugins = ["kepler_async.testing.fixtures"]\n')
+    pytester.makepyfile(
+        test_user="""
+        def test_sync(kepler_client):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(*ASYNCIO, "-o", "asyncio_mode=strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*not an async test*"])
