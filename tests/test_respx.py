@@ -10,6 +10,7 @@ import pytest
 import respx
 from respx.models import AllMockedAssertionError
 
+import kepler_async as ka
 from kepler_async import AsyncKepler
 from kepler_async.deepidv import AsyncDeepidv
 from kepler_async.deepidv._client import DEFAULT_BASE_URL as DEEPIDV_URL
@@ -62,7 +63,7 @@ async def test_another_base_url_can_be_routed(respx_mock: respx.MockRouter) -> N
     sim = KeplerSimulator()
     sim.mock(respx_mock, base_url="https://kepler.internal")
     async with AsyncKepler(LIVE_KEY, base_url="https://kepler.internal") as kepler:
-        assert (await kepler.usage()).mode == "live"
+        assert (await kepler.usage()).tier == ka.Tier.ENTERPRISE
 
 
 @pytest.mark.parametrize(
