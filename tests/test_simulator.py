@@ -374,6 +374,18 @@ async def test_force_fresh_must_be_a_json_boolean(value: object) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("value", ["false", {}, 0])
+async def test_the_deprecated_wait_is_ignored_but_must_be_a_boolean(value: object) -> None:
+    """Found by tests/test_schema_fuzz.py: `"wait": {}` started a billed run."""
+    sim = KeplerSimulator(clock=lambda: 0.0)
+    answer = await post_score(sim, LIVE_KEY, {"domain": "stripe.com", "wait": value})
+    assert answer.status_code == 400
+    assert sim.counters.total_cold_runs == 0
+    accepted = await post_score(sim, LIVE_KEY, {"domain": "stripe.com", "wait": False})
+    assert accepted.status_code == 202
+
+
+@pytest.mark.asyncio
 async def test_a_deeply_nested_request_body_is_a_400_not_a_500() -> None:
     sim = KeplerSimulator(clock=lambda: 0.0)
     async with httpx.AsyncClient(

@@ -307,6 +307,8 @@ class KeplerSimulator(KeplerReads):
         force_fresh = body.get("force_fresh", False)
         if not isinstance(force_fresh, bool):  # "false" is truthy: never start a run on it
             return error(400, "invalid force_fresh", "force_fresh must be true or false")
+        if not isinstance(body.get("wait", True), bool):  # deprecated and ignored, but typed
+            return error(400, "invalid wait", "wait must be true or false")
         force = force_fresh and plan.force_fresh
         record = self.latest(domain)
         if (
