@@ -4,13 +4,15 @@ mode, in auto mode, and under anyio's plugin on asyncio and trio."""
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]
 
-USER_TESTS = '''
+USER_TESTS = """
 import httpx
 import pytest
 
@@ -67,7 +69,7 @@ async def test_the_simulator_over_http(kepler_sim, kepler_sim_url):
     assert kepler_sim_url.startswith("http://127.0.0.1:")
     async with AsyncKepler(LIVE_KEY, base_url=kepler_sim_url, allow_plain_http=True) as kepler:
         assert (await kepler.score("stripe.com")).domain == "stripe.com"
-'''
+"""
 
 ASYNCIO = ["-p", "no:anyio", "-o", "asyncio_default_fixture_loop_scope=function"]
 SETUPS = {
@@ -115,3 +117,15 @@ def test_without_a_plugin_for_async_fixtures_the_message_says_what_to_do(
     result = pytester.runpytest_subprocess(*ASYNCIO, "-o", "asyncio_mode=strict")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*not an async test*"])
+
+
+def test_the_readmes_test_examples_pass_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    """The README's pytest-asyncio and respx examples, copied as a user would."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "async def test_" in b]
+    assert len(blocks) == 2
+    for number, block in enumerate(blocks):
+        pytester.makepyfile(**{f"test_readme_{number}": block})
+    pytester.makeconftest('pytest_plugins = ["kepler_async.testing.fixtures"]\n')
+    result = pytester.runpytest_subprocess(*ASYNCIO, "-o", "asyncio_mode=strict", "-W", "error")
+    result.assert_outcomes(passed=2)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
+import anyio
 import attrs
+from starlette.responses import JSONResponse, Response
 
-__all__ = ["Fault", "FaultKind", "FaultPlan"]
+__all__ = ["Fault", "FaultKind", "FaultPlan", "FaultsMixin", "answer_with_faults"]
 
 FaultKind = Literal["status", "malformed", "delay"]
 
@@ -62,3 +65,69 @@ class FaultPlan:
 
     def clear(self) -> None:
         self.rules.clear()
+
+
+class FaultsMixin:
+    """``add_fault`` for every simulator: one typed way to plan faults."""
+
+    faults: FaultPlan
+
+    def add_fault(
+        self,
+        kind: FaultKind,
+        *,
+        path: str = "/",
+        method: str | None = None,
+        times: int = 1,
+        status: int = 500,
+        code: str = "internal error",
+        delay: float = 0.0,
+        retry_after: int | None = None,
+        after_processing: bool = False,
+    ) -> Fault:
+        """Make the next ``times`` matching requests fail (see ``Fault``)."""
+        if kind not in ("status", "malformed", "delay"):
+            raise ValueError(f"kind must be 'status', 'malformed' or 'delay', got {kind!r}")
+        if retry_after is not None and (isinstance(retry_after, bool) or retry_after < 0):
+            raise ValueError(f"retry_after must be a whole number of seconds, got {retry_after!r}")
+        return self.faults.add(
+            Fault(
+                kind=kind,
+                path=path,
+                method=method,
+                times=times,
+                status=status,
+                code=code,
+                delay=delay,
+                retry_after=retry_after,
+                after_processing=after_processing,
+            )
+        )
+
+
+def fault_response(fault: Fault) -> Response:
+    """What a fault answers instead of the simulator."""
+    if fault.kind == "malformed":
+        return Response("<html><body>upstream hiccup", status_code=200, media_type="text/html")
+    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+    return JSONResponse({"error": fault.code}, status_code=fault.status, headers=headers)
+
+
+async def answer_with_faults(
+    plan: FaultPlan, method: str, path: str, answer: Callable[[], Awaitable[Response]]
+) -> Response:
+    """``answer()``, unless a fault of ``plan`` fires on this request: before the work
+    (nothing done), or with ``after_processing`` after it (done, answer lost)."""
+    fault = plan.take(method, path)
+    if fault is None:
+        return await answer()
+    if not fault.after_processing:
+        if fault.kind != "delay":
+            return fault_response(fault)
+        await anyio.sleep(fault.delay)
+        return await answer()
+    response = await answer()
+    if fault.kind != "delay":
+        return fault_response(fault)
+    await anyio.sleep(fault.delay)
+    return response

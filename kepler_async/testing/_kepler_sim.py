@@ -25,7 +25,7 @@ from kepler_async._kepler._config import DEFAULT_BASE_URL
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-from ._faults import Fault, FaultKind, FaultPlan
+from ._faults import FaultPlan, FaultsMixin
 from ._sim_data import (
     PLANS,
     SANDBOX_DOMAINS,
@@ -86,7 +86,7 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+
 UNAUTHORIZED = error(401, "unauthorized", "missing or invalid X-API-Key")
 
 
-class KeplerSimulator(KeplerReads):
+class KeplerSimulator(FaultsMixin, KeplerReads):
     """A faithful, deterministic stand-in for the Kepler API (see the module docstring)."""
 
     def __init__(
@@ -184,34 +184,6 @@ class KeplerSimulator(KeplerReads):
         from ._respx import route_to_app
 
         return route_to_app(router, self.create_app(), base_url)
-
-    def add_fault(
-        self,
-        kind: FaultKind,
-        *,
-        path: str = "/",
-        method: str | None = None,
-        times: int = 1,
-        status: int = 500,
-        code: str = "internal error",
-        delay: float = 0.0,
-        retry_after: int | None = None,
-        after_processing: bool = False,
-    ) -> Fault:
-        """Make the next ``times`` matching requests fail (see ``Fault``)."""
-        return self.faults.add(
-            Fault(
-                kind=kind,
-                path=path,
-                method=method,
-                times=times,
-                status=status,
-                code=code,
-                delay=delay,
-                retry_after=retry_after,
-                after_processing=after_processing,
-            )
-        )
 
     # --- time -------------------------------------------------------------------------
 

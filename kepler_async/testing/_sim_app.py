@@ -6,7 +6,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,7 +15,7 @@ from starlette.routing import Route
 from kepler_async._kepler._client import AsyncKepler
 from kepler_async._kepler._dialect import KEPLER_POLICY
 
-from ._faults import Fault
+from ._faults import answer_with_faults
 from ._kepler_sim import LIVE_KEY, UNAUTHORIZED, KeplerSimulator
 from ._sim_types import SimKey, SimResponse
 
@@ -34,32 +33,18 @@ def _respond(result: SimResponse) -> Response:
     return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
 
 
-def _fault_response(fault: Fault) -> Response:
-    if fault.kind == "malformed":
-        return Response("<html><body>upstream hiccup", status_code=200, media_type="text/html")
-    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-    return JSONResponse({"error": fault.code}, status_code=fault.status, headers=headers)
-
-
 def create_app(sim: KeplerSimulator) -> Starlette:
     """An ASGI app serving ``sim`` with every endpoint of the Kepler OpenAPI file."""
 
     def endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def serve(request: Request) -> Response:
             sim.counters.requests[name] += 1
-            fault = sim.faults.take(request.method, request.url.path)
-            if fault is not None and fault.kind == "delay" and not fault.after_processing:
-                await anyio.sleep(fault.delay)
-            if fault is not None and fault.kind != "delay" and not fault.after_processing:
-                return _fault_response(fault)
-            key = sim.authenticate(request.headers)
-            result = UNAUTHORIZED if key is None else await handler(request, key)
-            if fault is not None and fault.after_processing:
-                if fault.kind == "delay":
-                    await anyio.sleep(fault.delay)
-                else:
-                    return _fault_response(fault)
-            return _respond(result)
+
+            async def answer() -> Response:
+                key = sim.authenticate(request.headers)
+                return _respond(UNAUTHORIZED if key is None else await handler(request, key))
+
+            return await answer_with_faults(sim.faults, request.method, request.url.path, answer)
 
         return serve
 

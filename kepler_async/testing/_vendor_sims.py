@@ -19,14 +19,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import anyio
 import attrs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._faults import Fault, FaultPlan
+from ._faults import FaultPlan, FaultsMixin, answer_with_faults
 from ._sim_data import stable_rng
 
 __all__ = [
@@ -66,7 +65,7 @@ class _Job:
     payload: Any
 
 
-class _JobSimulator(abc.ABC):
+class _JobSimulator(FaultsMixin, abc.ABC):
     """Keys, jobs, time and faults shared by the three simulators."""
 
     vendor = "vendor"
@@ -111,9 +110,6 @@ class _JobSimulator(abc.ABC):
     def add_key(self, key: str, owner: str) -> str:
         self.keys[key] = owner
         return key
-
-    def add_fault(self, kind: Any, **kwargs: Any) -> Fault:
-        return self.faults.add(Fault(kind=kind, **kwargs))
 
     def _new_job(self, owner: str, payload: Any) -> _Job:
         number = self.counters.jobs_created
@@ -160,14 +156,9 @@ class _JobSimulator(abc.ABC):
         def wrap(name: str, handler: Handler) -> Handler:
             async def serve(request: Request) -> Response:
                 self.counters.requests[name] += 1
-                fault = self.faults.take(request.method, request.url.path)
-                if fault is not None and fault.kind == "delay":
-                    await anyio.sleep(fault.delay)
-                elif fault is not None and fault.kind == "malformed":
-                    return Response("<html>oops", status_code=200, media_type="text/html")
-                elif fault is not None:
-                    return JSONResponse({"error": fault.code}, status_code=fault.status)
-                return await handler(request)
+                return await answer_with_faults(
+                    self.faults, request.method, request.url.path, lambda: handler(request)
+                )
 
             return serve
 
