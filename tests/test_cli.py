@@ -471,7 +471,10 @@ def test_five_random_sigkills_then_a_clean_finish_pay_once_per_domain(
 
 def test_simulate_prints_the_port_it_bound_and_exits_130_on_ctrl_c() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "kepler_async", "simulate", "--port", "0", "--seed", "3"],
+        [
+            *[sys.executable, "-m", "kepler_async", "simulate", "--port", "0", "--seed", "3"],
+            *["--monthly-cold-budget", "1"],
+        ],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -487,6 +490,16 @@ def test_simulate_prints_the_port_it_bound_and_exits_130_on_ctrl_c() -> None:
 
         counters = httpx.get(f"{url}/_simulator/counters", timeout=5).json()
         assert counters["cold_runs_billed"] == 0
+        from kepler_async.testing import LIVE_KEY
+
+        posts = [
+            httpx.post(
+                f"{url}/v1/score", json={"domain": d}, headers={"X-API-Key": LIVE_KEY}, timeout=5
+            )
+            for d in ("stripe.com", "plaid.com")
+        ]
+        assert [p.status_code for p in posts] == [202, 429]  # --monthly-cold-budget 1
+        assert posts[1].json()["error"] == "cold_budget_exhausted"
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)

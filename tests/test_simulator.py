@@ -398,3 +398,22 @@ async def test_a_deeply_nested_request_body_is_a_400_not_a_500() -> None:
         )
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid JSON"
+
+
+@pytest.mark.asyncio
+async def test_the_account_and_monthly_limits_can_be_set() -> None:
+    clock = ManualClock()
+    sim = KeplerSimulator(clock=clock, per_key_cold_per_hour=None, per_account_cold_per_day=2)
+    codes = [
+        (await post_score(sim, LIVE_KEY, {"domain": d})).status_code
+        for d in ("a.com", "b.com", "c.com")
+    ]
+    assert codes == [202, 202, 429]
+    clock.advance(24 * 3600)
+    assert (await post_score(sim, LIVE_KEY, {"domain": "c.com"})).status_code == 202
+    monthly = KeplerSimulator(clock=clock, monthly_cold_budget=1)
+    assert (await post_score(monthly, LIVE_KEY, {"domain": "a.com"})).status_code == 202
+    answer = await post_score(monthly, LIVE_KEY, {"domain": "b.com"})
+    assert (answer.status_code, answer.json()["reason"]) == (429, "monthly_cap")
+    with pytest.raises(ValueError, match="monthly_cold_budget"):
+        KeplerSimulator(monthly_cold_budget=-1)

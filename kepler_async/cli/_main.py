@@ -230,6 +230,20 @@ def _read_key(api_key: str | None, api_key_file: str | None) -> str:
     help="Cold runs one key may start per hour before a 429 (per_key_cold_1h).",
 )
 @click.option(
+    "--per-account-cold-per-day",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Cold runs one account may start in 24 h before a 429 (account_cold_24h). "
+    "Default: twice the monthly budget, as documented.",
+)
+@click.option(
+    "--monthly-cold-budget",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Cold runs one account may start per calendar month before a 429 "
+    "(cold_budget_exhausted). Default: the key's plan (unlimited for the live test key).",
+)
+@click.option(
     "--failure-rate",
     type=click.FloatRange(0, 1),
     default=0.075,
@@ -237,7 +251,13 @@ def _read_key(api_key: str | None, api_key_file: str | None) -> str:
     help="Share of cold runs that fail, spread over the four failure reasons.",
 )
 def simulate(
-    port: int, time_scale: float, seed: int, per_key_cold_per_hour: int, failure_rate: float
+    port: int,
+    time_scale: float,
+    seed: int,
+    per_key_cold_per_hour: int,
+    per_account_cold_per_day: int | None,
+    monthly_cold_budget: int | None,
+    failure_rate: float,
 ) -> None:
     """Serve the Kepler simulator on 127.0.0.1 until Ctrl-C (exit status 130).
 
@@ -262,6 +282,8 @@ def simulate(
         time_scale=time_scale,
         failure_mix=mix,
         per_key_cold_per_hour=per_key_cold_per_hour,
+        per_account_cold_per_day=per_account_cold_per_day,
+        monthly_cold_budget=monthly_cold_budget,
     )
 
     class Announcing(uvicorn.Server):

@@ -99,6 +99,8 @@ class KeplerSimulator(FaultsMixin, KeplerReads):
         cold_duration: tuple[float, float] | Callable[[str, int], float] = (25.0, 90.0),
         failure_mix: Mapping[str, float] | None = None,
         per_key_cold_per_hour: int | None = 200,
+        per_account_cold_per_day: int | None = None,
+        monthly_cold_budget: int | None = None,
         job_scope: str = "key",
     ) -> None:
         if not (time_scale > 0 and math.isfinite(time_scale)):
@@ -119,6 +121,17 @@ class KeplerSimulator(FaultsMixin, KeplerReads):
         self.cold_duration = cold_duration
         self.failure_mix = mix
         self.per_key_cold_per_hour = per_key_cold_per_hour
+        #: Overrides of the plans' limits (None: each key's plan decides; the account
+        #: breaker is then twice the plan's monthly cold cap in 24 h, as documented).
+        for name, limit in (
+            ("per_key_cold_per_hour", per_key_cold_per_hour),
+            ("per_account_cold_per_day", per_account_cold_per_day),
+            ("monthly_cold_budget", monthly_cold_budget),
+        ):
+            if limit is not None and (not isinstance(limit, int) or limit < 0):
+                raise ValueError(f"{name} must be a whole number >= 0 or None, got {limit!r}")
+        self.per_account_cold_per_day = per_account_cold_per_day
+        self.monthly_cold_budget = monthly_cold_budget
         self.job_scope = job_scope
         self.counters = SimCounters()
         self.faults = FaultPlan()
@@ -301,7 +314,7 @@ class KeplerSimulator(FaultsMixin, KeplerReads):
         per_key = self._cold_starts_by_key[key.key]
         per_key[:] = [t for t in per_key if now - t < HOUR]
         if self.per_key_cold_per_hour is not None and len(per_key) >= self.per_key_cold_per_hour:
-            wait = per_key[0] + HOUR - now
+            wait = per_key[0] + HOUR - now if per_key else HOUR  # a limit of 0
             return error(
                 429,
                 "rate limited",
@@ -310,11 +323,16 @@ class KeplerSimulator(FaultsMixin, KeplerReads):
                 retry_after=self._real_seconds(wait),
             )
         cap = key.plan.cold_included
-        if cap is not None:
+        if self.monthly_cold_budget is not None:
+            cap = self.monthly_cold_budget
+        day_limit = self.per_account_cold_per_day
+        if day_limit is None and cap is not None:
+            day_limit = 2 * cap  # the documented breaker: twice the monthly cap in 24 h
+        if day_limit is not None:
             per_account = self._cold_starts_by_account[key.account]
             per_account[:] = [t for t in per_account if now - t < DAY]
-            if len(per_account) >= 2 * cap:
-                wait = per_account[0] + DAY - now
+            if len(per_account) >= day_limit:
+                wait = per_account[0] + DAY - now if per_account else DAY  # a limit of 0
                 return error(
                     429,
                     "rate limited",
@@ -322,6 +340,7 @@ class KeplerSimulator(FaultsMixin, KeplerReads):
                     reason="account_cold_24h",
                     retry_after=self._real_seconds(wait),
                 )
+        if cap is not None:
             used = self._meters[(key.account, self._period())]["cold"]
             if used >= cap:
                 return error(
