@@ -74,8 +74,11 @@ def run_on_asyncio_and_trio(
     virtual_time: bool,
     async_fixtures: Iterable[Callable[..., Any]] = (),
 ) -> None:
-    if "pytestmark" in namespace:
-        raise RuntimeError("mark tests one by one: a module mark would reach both copies")
+    module_marks = namespace.get("pytestmark", [])
+    if not isinstance(module_marks, list):
+        module_marks = [module_marks]
+    if any(getattr(mark, "name", None) in ("asyncio", "anyio") for mark in module_marks):
+        raise RuntimeError("no asyncio or anyio module mark: it would reach both copies")
     on_asyncio = (
         pytest.mark.asyncio(loop_factories=[VIRTUAL]) if virtual_time else pytest.mark.asyncio
     )

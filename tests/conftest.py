@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from kepler_async import AsyncKepler
+from kepler_async._engine._http import HTTP_BACKEND_ENV
 from kepler_async.testing import (
     LIVE_KEY,
     SANDBOX_KEY,
@@ -52,6 +53,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             wrong.append(item.nodeid)
     if wrong:
         raise pytest.UsageError(f"async tests claimed by no plugin or by both: {wrong}")
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+def each_wire(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per HTTP wire: clients built without `http_backend` (and the
+    processes the test starts) send with it (on trio, httpx sends either way)."""
+    monkeypatch.setenv(HTTP_BACKEND_ENV, str(request.param))
+    return str(request.param)
 
 
 @pytest.fixture

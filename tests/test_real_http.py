@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import sniffio
 
 import kepler_async as ka
 from kepler_async import AsyncKepler
@@ -11,10 +12,18 @@ from kepler_async.testing import LIVE_KEY, SANDBOX_KEY, KeplerSimulator
 
 from .backends import only_on, run_on_asyncio_and_trio
 
+# Over real sockets: once per HTTP wire (httpx, aiohttp).
+pytestmark = pytest.mark.usefixtures("each_wire")
 
-async def test_every_endpoint_over_http(kepler_sim: KeplerSimulator, kepler_sim_url: str) -> None:
+
+async def test_every_endpoint_over_http(
+    kepler_sim: KeplerSimulator, kepler_sim_url: str, each_wire: str
+) -> None:
     assert kepler_sim_url.startswith("http://127.0.0.1:")
     async with AsyncKepler(SANDBOX_KEY, base_url=kepler_sim_url) as kepler:
+        await kepler.usage()
+        on_asyncio = sniffio.current_async_library() == "asyncio"
+        assert kepler.http_backend == (each_wire if on_asyncio else "httpx")
         assert (await kepler.get_score("acme.test")).composite_score == 67.2
         assert len([r async for r in kepler.iter_history("acme.test", page_size=2)]) >= 4
         assert (await kepler.cohort("cohort.test")).cohort.count == 12

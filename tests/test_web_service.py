@@ -35,6 +35,9 @@ from kepler_async.testing import (
     serve,
 )
 
+# Over real sockets: once per HTTP wire (httpx, aiohttp).
+pytestmark = pytest.mark.usefixtures("each_wire")
+
 
 def test_uvicorns_graceful_timeout_bounds_shutdown_while_cold_jobs_wait() -> None:
     sim = KeplerSimulator(seed=1, failure_mix={})  # real time: cold runs of 25-90 s

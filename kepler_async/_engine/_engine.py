@@ -31,6 +31,7 @@ from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT
 from kepler_async._exceptions import ClientClosed, KeplerError
 
 from ._channel import Counters, EngineStatistics
+from ._http import HTTP_BACKENDS, default_http_backend
 from ._scheduler import Scheduler
 
 if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on
@@ -93,8 +94,20 @@ class JobEngine:
     polled on its own API's policy. A client made without ``engine=`` has its own.
     """
 
-    def __init__(self, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, http_backend: str | None = None
+    ) -> None:
+        if http_backend is None:
+            http_backend = default_http_backend()
+        if http_backend not in HTTP_BACKENDS:
+            raise ValueError(
+                f"http_backend must be one of {', '.join(map(repr, HTTP_BACKENDS))}, "
+                f"got {http_backend!r}"
+            )
         self._scheduler = Scheduler(max_in_flight=max_in_flight)
+        #: What sends the requests of the clients on this engine that do not choose:
+        #: "httpx" or "aiohttp" (default: $KEPLER_ASYNC_HTTP_BACKEND, else "httpx").
+        self.http_backend = http_backend
         self._channels: list[Channel[Any]] = []
         self._stack: contextlib.AsyncExitStack | None = None
         self._host: Any = None  # the asyncio task running the scheduler outside a group

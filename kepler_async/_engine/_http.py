@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from json import loads as json_loads
@@ -27,11 +28,18 @@ from typing import Any
 import anyio
 import attrs
 import httpx
+import sniffio
 
-from kepler_async._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, USER_AGENT
+from kepler_async._constants import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT,
+    USER_AGENT,
+)
 from kepler_async._exceptions import (
     APIError,
     ClientClosed,
+    ConfigurationError,
     KeplerError,
     ProtocolError,
     SubmitUncertain,
@@ -45,6 +53,8 @@ from ._secrets import register_secret, scrub_error
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_MAX_POLL_BODY",
+    "HTTP_BACKENDS",
+    "HTTP_BACKEND_ENV",
     "HttpBoundary",
     "Redirected",
     "Reply",
@@ -55,6 +65,41 @@ __all__ = [
 #: page of 500 records, ~600 KiB) with room to spare; polls are far smaller.
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_MAX_POLL_BODY = 1024 * 1024
+
+
+#: Which HTTP client sends: httpx (the default) or aiohttp (extra `aiohttp`; on asyncio
+#: only: on trio, httpx sends). The default can be set with HTTP_BACKEND_ENV.
+HTTP_BACKENDS = ("httpx", "aiohttp")
+HTTP_BACKEND_ENV = "KEPLER_ASYNC_HTTP_BACKEND"
+
+
+def default_http_backend() -> str:
+    """``KEPLER_ASYNC_HTTP_BACKEND`` if set (checked), else ``"httpx"``."""
+    chosen = os.environ.get(HTTP_BACKEND_ENV, "").strip().lower() or "httpx"
+    if chosen not in HTTP_BACKENDS:
+        raise ConfigurationError(
+            f"{HTTP_BACKEND_ENV} must be one of {', '.join(HTTP_BACKENDS)}, got {chosen!r}"
+        )
+    return chosen
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _no_drop() -> None:
+    """httpx closes an unfinished response's connection when it is closed."""
+
+
+def _aiohttp_wire(*, timeout: float, max_connections: int, api_key: str, auth_header: str) -> Any:
+    """The aiohttp wire; a ConfigurationError where aiohttp is not installed."""
+    try:
+        from ._aiohttp import AiohttpWire
+    except ImportError:
+        raise ConfigurationError(
+            'http_backend="aiohttp" needs aiohttp: pip install "kepler-async[aiohttp]"'
+        ) from None
+    headers = {auth_header: api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+    return AiohttpWire(headers=headers, timeout=timeout, max_connections=max_connections)
 
 
 class Redirected(ProtocolError):
@@ -159,6 +204,9 @@ class HttpBoundary:
     _sleep: Callable[[float], Awaitable[None]] = attrs.field(default=anyio.sleep, repr=False)
     _rand: Callable[[], float] = attrs.field(default=random.random, repr=False)
     _closed: bool = False
+    #: aiohttp (extra `aiohttp`) when it may send; it does on asyncio only.
+    _wire: Any = attrs.field(default=None, repr=False)
+    _use_wire: bool | None = attrs.field(default=None, init=False)
     _headers: dict[str, str] | None = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -192,12 +240,38 @@ class HttpBoundary:
         max_poll_body: int = DEFAULT_MAX_POLL_BODY,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rand: Callable[[], float] = random.random,
+        http_backend: str = "httpx",
+        max_connections: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> HttpBoundary:
+        if http_backend not in HTTP_BACKENDS:
+            raise ConfigurationError(
+                f"http_backend must be one of {', '.join(map(repr, HTTP_BACKENDS))}, "
+                f"got {http_backend!r}"
+            )
+        custom = http_client is not None or transport is not None
+        if custom and http_backend == "aiohttp":
+            raise ConfigurationError(
+                'http_backend="aiohttp" sends with aiohttp: it cannot use an httpx '
+                "http_client or transport; pass one or the other"
+            )
+        wire = None
+        if http_backend == "aiohttp":
+            wire = _aiohttp_wire(
+                timeout=timeout,
+                max_connections=max_connections,
+                api_key=api_key,
+                auth_header=auth_header,
+            )
         owns = http_client is None
         if http_client is None:
+            # As many pooled connections as the engine lets requests be in flight: a
+            # smaller pool makes requests wait for one, a larger one only costs upkeep.
             http_client = httpx.AsyncClient(
                 transport=transport,
                 timeout=httpx.Timeout(timeout, connect=min(timeout, DEFAULT_CONNECT_TIMEOUT)),
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
                 follow_redirects=False,
             )
         return cls(
@@ -214,7 +288,16 @@ class HttpBoundary:
             max_poll_body=min(max_poll_body, max_body),
             sleep=sleep,
             rand=rand,
+            wire=wire,
         )
+
+    @property
+    def http_backend(self) -> str:
+        """What sends: ``"aiohttp"`` when chosen and the loop is asyncio, else ``"httpx"``
+        (known for sure once a request was sent: trio falls back to httpx)."""
+        if self._use_wire is None:
+            return "aiohttp" if self._wire is not None else "httpx"
+        return "aiohttp" if self._use_wire else "httpx"
 
     @property
     def base_url(self) -> str:
@@ -232,6 +315,8 @@ class HttpBoundary:
         if self._closed:
             return
         self._closed = True
+        if self._wire is not None:
+            await self._wire.aclose()
         if self._owns_client:
             await self._client.aclose()
 
@@ -314,44 +399,131 @@ class HttpBoundary:
         billed: bool,
         max_body: int,
     ) -> Reply:
-        what = f"{method} {path}"
+        if self._use_wire is None:  # decided once: a client runs on one event loop
+            self._use_wire = self._wire is not None and sniffio.current_async_library() == "asyncio"
         try:
-            request = self._client.build_request(
-                method,
-                self._base_url + path,
-                params=params,
-                json=json,
-                headers=self._headers if headers is None else {**(self._headers or {}), **headers},
-            )
-            # Never follow a redirect, whoever built the httpx client: the key header
-            # would go along to wherever it points.
-            response = await self._client.send(request, stream=True, follow_redirects=False)
+            if self._use_wire:
+                status, answer_headers, raw = await self._exchange_by_wire(
+                    method, path, params, json, headers, max_body
+                )
+            else:
+                status, answer_headers, raw = await self._exchange_by_httpx(
+                    method, path, params, json, headers, max_body
+                )
         except HTTPX_ERRORS as error:
             raise map_httpx_error(error, method=method, path=path, billed=billed) from error
+        return self._interpret(status, answer_headers, raw, method, path)
+
+    async def _exchange_by_httpx(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        max_body: int,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        request = self._client.build_request(
+            method,
+            self._base_url + path,
+            params=params,
+            json=json,
+            headers=self._headers if headers is None else {**(self._headers or {}), **headers},
+        )
+        # Never follow a redirect, whoever built the httpx client: the key header
+        # would go along to wherever it points.
+        response = await self._client.send(request, stream=True, follow_redirects=False)
         try:
             status = response.status_code
             if response.has_redirect_location:
-                target = response.headers.get("location", "")
-                raise Redirected(
-                    f"{what} -> {status}: a redirect to {target[:200]!r} was not followed "
-                    "(the API key goes to the configured host only)"
-                )
-            raw = await self._read_bounded(response, max_body, what, billed)
+                self._refuse_redirect(method, path, status, response.headers)
+            raw = await self._read_bounded(response, max_body, f"{method} {path}")
         finally:
             await response.aclose()
+        return status, response.headers, raw
+
+    async def _exchange_by_wire(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        max_body: int,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        async with self._wire.exchange(
+            method, self._base_url + path, params=params, json_body=json, headers=headers
+        ) as answer:
+            status = answer.status
+            if status in _REDIRECTS and "location" in answer.headers:
+                self._refuse_redirect(method, path, status, answer.headers)
+            declared = answer.declared_plain_size
+            if declared is not None:
+                self._check_declared(declared, max_body, method, path, status)
+                return status, answer.headers, await answer.read()
+            chunks: list[bytes] = []
+            size = 0
+            started = anyio.current_time()
+            async for chunk in answer.chunks():
+                size += len(chunk)
+                self._check_progress(size, started, max_body, method, path, status, answer.drop)
+                chunks.append(chunk)
+            return status, answer.headers, b"".join(chunks)
+
+    @staticmethod
+    def _refuse_redirect(method: str, path: str, status: int, headers: Mapping[str, str]) -> None:
+        target = headers.get("location", "")
+        raise Redirected(
+            f"{method} {path} -> {status}: a redirect to {target[:200]!r} was not followed "
+            "(the API key goes to the configured host only)"
+        )
+
+    @staticmethod
+    def _check_declared(declared: int, limit: int, method: str, path: str, status: int) -> None:
+        if declared > limit:
+            raise ProtocolError(
+                f"{method} {path} -> {status}: the body ({declared:,} bytes) is larger than "
+                f"the {limit:,}-byte limit; it was not read"
+            )
+
+    def _check_progress(
+        self,
+        size: int,
+        started: float,
+        limit: int,
+        method: str,
+        path: str,
+        status: int,
+        drop: Callable[[], None],
+    ) -> None:
+        """A body read in chunks: refused (connection dropped) past ``limit`` decoded
+        bytes, or once reading it has taken longer than ``timeout``."""
+        if size > limit:
+            drop()
+            raise ProtocolError(
+                f"{method} {path} -> {status}: the body is larger than the {limit:,}-byte "
+                "limit; the rest was not read"
+            )
+        if anyio.current_time() - started > self.timeout:
+            drop()
+            raise httpx.ReadTimeout(f"the body took longer than {self.timeout:g}s")
+
+    def _interpret(
+        self, status: int, headers: Mapping[str, str], raw: bytes, method: str, path: str
+    ) -> Reply:
+        what = f"{method} {path} -> {status}"
         if 200 <= status < 300:
             try:
-                return Reply(status=status, body=json_loads(raw), headers=response.headers)
+                return Reply(status=status, body=json_loads(raw), headers=headers)
             except (ValueError, RecursionError):  # not JSON, or nested beyond reading
-                parse_json(raw, what=f"{what} -> {status}")  # raises ProtocolError
+                parse_json(raw, what=what)  # raises ProtocolError
                 raise  # pragma: no cover - parse_json raised already
-        what = f"{what} -> {status}"
         if status >= 400:
             try:
                 body: object = parse_json(raw, what=what) if raw else None
             except ProtocolError:
                 body = None  # a proxy's HTML error page: the status still says what happened
-            lowered = {k.lower(): v for k, v in response.headers.items()}
+            lowered = {k.lower(): v for k, v in headers.items()}
             api_error = self._map_error(status, body, lowered, method=method, path=path)
             if body is None and raw:
                 api_error.message = f"{api_error.message} (body: {excerpt(raw, 80)!r})"
@@ -359,39 +531,25 @@ class HttpBoundary:
             raise api_error
         raise ProtocolError(f"{what}: unexpected status; body: {excerpt(raw)!r}")
 
-    async def _read_bounded(
-        self, response: httpx.Response, limit: int, what: str, billed: bool
-    ) -> bytes:
+    async def _read_bounded(self, response: httpx.Response, limit: int, what: str) -> bytes:
         """The body, at most ``limit`` bytes once decoded and within ``timeout``
         seconds in all; a longer or slower one is refused (the connection closed)
         before it fills memory or holds the caller."""
         method, _, path = what.partition(" ")
+        status = response.status_code
         declared = response.headers.get("content-length", "")
         plain = response.headers.get("content-encoding", "identity") == "identity"
-        try:
-            if declared.isdigit() and plain:
-                if int(declared) > limit:
-                    raise ProtocolError(
-                        f"{what} -> {response.status_code}: the body ({int(declared):,} "
-                        f"bytes) is larger than the {limit:,}-byte limit; it was not read"
-                    )
-                return await response.aread()  # the common case: small, sized, plain
-            chunks: list[bytes] = []
-            size = 0
-            started = anyio.current_time()
-            # Decoded bytes: a compressed bomb counts at its full size.
-            stream = response.aiter_bytes()  # an async generator (it has aclose)
-            async with contextlib.aclosing(stream):  # type: ignore[type-var]
-                async for chunk in stream:
-                    size += len(chunk)
-                    if size > limit:
-                        raise ProtocolError(
-                            f"{what} -> {response.status_code}: the body is larger than the "
-                            f"{limit:,}-byte limit; the rest was not read"
-                        )
-                    if anyio.current_time() - started > self.timeout:
-                        raise httpx.ReadTimeout(f"the body took longer than {self.timeout:g}s")
-                    chunks.append(chunk)
-            return b"".join(chunks)
-        except HTTPX_ERRORS as error:
-            raise map_httpx_error(error, method=method, path=path, billed=billed) from error
+        if declared.isdigit() and plain:
+            self._check_declared(int(declared), limit, method, path, status)
+            return await response.aread()  # the common case: small, sized, plain
+        chunks: list[bytes] = []
+        size = 0
+        started = anyio.current_time()
+        # Decoded bytes: a compressed bomb counts at its full size.
+        stream = response.aiter_bytes()  # an async generator (it has aclose)
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async for chunk in stream:
+                size += len(chunk)
+                self._check_progress(size, started, limit, method, path, status, _no_drop)
+                chunks.append(chunk)
+        return b"".join(chunks)

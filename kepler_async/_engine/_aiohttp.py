@@ -1,0 +1,182 @@
+"""The fast wire: requests sent with aiohttp, for ``HttpBoundary`` on asyncio.
+
+Extra ``aiohttp`` (``pip install "kepler-async[aiohttp]"``). ``HttpBoundary`` keeps every
+rule (headers, retries, the error tree, bounded reads, no redirects); this module only
+moves bytes, and speaks aiohttp directly rather than through an httpx transport: on this
+machine httpx's client layer cost more CPU per poll than aiohttp's own I/O (see
+benchmarks/README.md), and the httpx-aiohttp transport maps a connection dropped after
+the request was written to ``httpx.ConnectTimeout`` ("never sent"), which would have
+re-sent a billed POST.
+
+Each aiohttp failure is raised as the httpx exception that says the same thing about
+whether the request may have reached the server (``from`` the aiohttp one), so the
+boundary maps and retries both wires by one table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import anyio
+import httpx
+from yarl import URL
+
+from kepler_async._constants import DEFAULT_CONNECT_TIMEOUT
+
+__all__ = ["AiohttpWire", "WireAnswer"]
+
+
+def _as_httpx_error(error: BaseException) -> httpx.HTTPError | httpx.InvalidURL | None:
+    """The httpx exception with the same meaning, or None for one that is not a
+    transport failure. Order matters: most specific first."""
+    text = str(error) or type(error).__name__
+    if isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        # The connection was never made: nothing reached the server.
+        if isinstance(error, aiohttp.ConnectionTimeoutError):
+            return httpx.ConnectTimeout(text)
+        return httpx.ConnectError(text)
+    if isinstance(error, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return httpx.UnsupportedProtocol(text)
+    if isinstance(error, aiohttp.SocketTimeoutError):
+        return httpx.ReadTimeout(text)
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(text)
+    if isinstance(error, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(text)
+    if isinstance(error, aiohttp.ClientConnectionError | aiohttp.ClientOSError):
+        return httpx.ReadError(text)  # after connecting: the request may have arrived
+    if isinstance(error, asyncio.TimeoutError):
+        return httpx.ReadTimeout(text)
+    if isinstance(error, aiohttp.ClientError):
+        return httpx.RemoteProtocolError(text)
+    return None
+
+
+@contextlib.contextmanager
+def _translated() -> Any:
+    try:
+        yield
+    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        mapped = _as_httpx_error(error)
+        if mapped is None:  # pragma: no cover - every ClientError maps
+            raise
+        raise mapped from error
+
+
+class WireAnswer:
+    """A status, headers and a body read by the caller's rules."""
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status: int = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    @property
+    def declared_plain_size(self) -> int | None:
+        """Content-Length, when the body is sent as is (not compressed)."""
+        declared = self.headers.get("Content-Length", "")
+        encoding = self.headers.get("Content-Encoding", "identity")
+        return int(declared) if declared.isdigit() and encoding == "identity" else None
+
+    async def read(self) -> bytes:
+        with _translated():
+            return await self._response.read()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Decoded chunks (aiohttp decompresses as it reads)."""
+        with _translated():
+            async for chunk in self._response.content.iter_chunked(64 * 1024):
+                yield chunk
+
+    def drop(self) -> None:
+        """Close the connection without reading the rest."""
+        self._response.close()
+
+
+class AiohttpWire:
+    """One aiohttp session per client, made on first use in the running loop."""
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str],
+        timeout: float,
+        max_connections: int,
+    ) -> None:
+        self._headers = dict(headers)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=timeout,  # waiting for a pooled connection, and making one
+            sock_connect=min(timeout, DEFAULT_CONNECT_TIMEOUT),
+            sock_read=timeout,  # each read
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # The same certificates as httpx (certifi), and proxies from the environment as
+        # httpx honours them: switching wires changes no security setting.
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            ssl=httpx.create_ssl_context(),
+            keepalive_timeout=5.0,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            timeout=self._timeout,
+            trust_env=True,
+            auto_decompress=True,
+            raise_for_status=False,
+        )
+
+    @contextlib.asynccontextmanager
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+    ) -> AsyncIterator[WireAnswer]:
+        """Send one request; yield the answer with its body unread. Redirects are never
+        followed. Transport failures come out as httpx exceptions (see the module)."""
+        session = self._session
+        if session is None:
+            session = self._session = self._open()
+        data: bytes | None = None
+        extra = dict(headers) if headers else {}
+        if json_body is not None:
+            data = json.dumps(
+                json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode()
+            extra["Content-Type"] = "application/json"
+        query = {k: str(v) for k, v in params.items()} if params else None
+        with _translated():
+            response = await session.request(
+                method,
+                URL(url, encoded=True),
+                params=query,
+                data=data,
+                headers=extra or None,
+                allow_redirects=False,
+            )
+        try:
+            yield WireAnswer(response)
+        finally:
+            response.release()
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            with anyio.CancelScope(shield=True):
+                await session.close()
