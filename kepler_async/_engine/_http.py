@@ -90,7 +90,9 @@ def _no_drop() -> None:
     """httpx closes an unfinished response's connection when it is closed."""
 
 
-def _aiohttp_wire(*, timeout: float, max_connections: int, api_key: str, auth_header: str) -> Any:
+def _aiohttp_wire(
+    *, base_url: str, timeout: float, max_connections: int, api_key: str, auth_header: str
+) -> Any:
     """The aiohttp wire; a ConfigurationError where aiohttp is not installed."""
     try:
         from ._aiohttp import AiohttpWire
@@ -99,7 +101,9 @@ def _aiohttp_wire(*, timeout: float, max_connections: int, api_key: str, auth_he
             'http_backend="aiohttp" needs aiohttp: pip install "kepler-async[aiohttp]"'
         ) from None
     headers = {auth_header: api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
-    return AiohttpWire(headers=headers, timeout=timeout, max_connections=max_connections)
+    return AiohttpWire(
+        base_url=base_url, headers=headers, timeout=timeout, max_connections=max_connections
+    )
 
 
 class Redirected(ProtocolError):
@@ -257,6 +261,7 @@ class HttpBoundary:
         wire = None
         if http_backend == "aiohttp":
             wire = _aiohttp_wire(
+                base_url=base_url,
                 timeout=timeout,
                 max_connections=max_connections,
                 api_key=api_key,
