@@ -10,7 +10,8 @@ With ``--latency-ms`` every answer is held back that long, as a remote API's rou
 would be; then throughput needs requests in flight (about rate x round trip).
 
     python benchmarks/inflight_limit.py [--jobs 500] [--limits 1,5,10,20,50,100]
-                                        [--latency-ms 0] [--json PATH]
+                                        [--latency-ms 0] [--http-backend httpx|aiohttp]
+                                        [--json PATH]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def serve_forever(conn: Any, latency_ms: float) -> None:
         conn.recv()  # until told to stop
 
 
-def run_limit(url: str, limit: int, jobs: int, prefix: str) -> dict[str, Any]:
+def run_limit(url: str, limit: int, jobs: int, prefix: str, backend: str) -> dict[str, Any]:
     import anyio
 
     from kepler_async import AsyncKepler
@@ -49,7 +50,11 @@ def run_limit(url: str, limit: int, jobs: int, prefix: str) -> dict[str, Any]:
 
     async def main() -> dict[str, Any]:
         async with AsyncKepler(
-            LIVE_KEY, base_url=url, poll_policy=KEPLER_POLICY.scaled(SCALE), max_in_flight=limit
+            LIVE_KEY,
+            base_url=url,
+            poll_policy=KEPLER_POLICY.scaled(SCALE),
+            max_in_flight=limit,
+            http_backend=backend,
         ) as kepler:
             cpu0, wall0 = cpu_seconds(), time.monotonic()
             async for _ in kepler.score_many([f"{prefix}-{i}.com" for i in range(jobs)]):
@@ -76,6 +81,7 @@ def main() -> None:
     parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="added to every answer, like a WAN RTT"
     )
+    parser.add_argument("--http-backend", choices=["httpx", "aiohttp"], default="httpx")
     parser.add_argument("--json")
     args = parser.parse_args()
     ctx = multiprocessing.get_context("spawn")
@@ -85,7 +91,8 @@ def main() -> None:
     try:
         url = parent.recv()
         results = [
-            run_limit(url, int(limit), args.jobs, f"l{limit}") for limit in args.limits.split(",")
+            run_limit(url, int(limit), args.jobs, f"l{limit}", args.http_backend)
+            for limit in args.limits.split(",")
         ]
     finally:
         parent.send("stop")
@@ -97,12 +104,14 @@ def main() -> None:
     print(
         table(
             f"inflight_limit: {args.jobs} jobs per limit over HTTP to uvicorn on 127.0.0.1, "
-            f"{args.latency_ms:g} ms added to each answer ({machine()})",
+            f"{args.latency_ms:g} ms added to each answer, {args.http_backend} ({machine()})",
             ["max_in_flight", "requests", "wall s", "requests/s", "requests/CPU s"],
             rows,
         )
     )
-    name = "inflight_limit" + (f"_latency_{args.latency_ms:g}ms" if args.latency_ms else "")
+    name = f"inflight_limit_{args.http_backend}" + (
+        f"_latency_{args.latency_ms:g}ms" if args.latency_ms else ""
+    )
     print(f"JSON: {save(name, {'args': vars(args), 'results': results}, args.json)}")
 
 

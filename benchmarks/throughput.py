@@ -16,7 +16,15 @@ runs. Competitors:
 - raw aiohttp: ``async with session.get(url) as r: await r.json()``
 
     python benchmarks/throughput.py [--in-flight 1,10,100] [--seconds 3] [--repeats 3]
-                                    [--only NAME[,NAME]] [--json PATH]
+                                    [--only NAME[,NAME]] [--latency-ms 0]
+                                    [--in-process] [--json PATH]
+
+Profiles (benchmarks/README.md): run one competitor in this process under py-spy,
+then list the functions with the most samples of their own:
+
+    py-spy record -r 250 -f raw -o prof.txt -- python benchmarks/throughput.py \
+        --only "kepler_async (aiohttp transport)" --in-flight 10 --repeats 1 --in-process
+    python benchmarks/pyspy_top.py prof.txt
 """
 
 from __future__ import annotations
@@ -42,10 +50,12 @@ COMPETITORS = [
 ]
 
 
-def serve_forever(conn: Any) -> None:
+def serve_forever(conn: Any, latency_ms: float = 0.0) -> None:
     from kepler_async.testing import LIVE_KEY, KeplerSimulator, serve
 
     sim = KeplerSimulator(seed=1, per_key_cold_per_hour=None, cold_duration=(10**6, 10**6 + 1))
+    if latency_ms:  # every answer waits, as over a network to a remote API
+        sim.add_fault("delay", delay=latency_ms / 1000, times=10**9, after_processing=True)
     answer = sim.post_score(sim.keys[LIVE_KEY], {"domain": "throughput.example"})
     with serve(sim.create_app()) as url:
         conn.send((url, answer.body["job_id"]))
@@ -92,7 +102,7 @@ def run(name: str, url: str, job_id: str, in_flight: int, seconds: float) -> dic
         if name.startswith("kepler_async"):
             from kepler_async import AsyncKepler
 
-            backend = {"http_backend": "aiohttp" if "aiohttp" in name else "httpx"}
+            backend = {"http_backend": "aiohttp"} if "aiohttp" in name else {}
             async with AsyncKepler(
                 LIVE_KEY, base_url=url, allow_plain_http=True, max_in_flight=in_flight, **backend
             ) as kepler:
@@ -145,13 +155,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated competitor names")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run competitors in this process (to profile it, e.g. with py-spy)",
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added to every answer, like a WAN RTT"
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     names = [n for n in COMPETITORS if not args.only or n in args.only.split(",")]
     levels = [int(n) for n in args.in_flight.split(",")]
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    server = ctx.Process(target=serve_forever, args=(child,), daemon=True)
+    server = ctx.Process(target=serve_forever, args=(child, args.latency_ms), daemon=True)
     server.start()
     results: dict[str, dict[int, dict[str, float]]] = {name: {} for name in names}
     try:
@@ -160,7 +178,8 @@ def main() -> None:
             for name in names:
                 runs = []
                 for _ in range(args.repeats):
-                    r = in_child(name, url, job_id, level, args.seconds)
+                    measure = run if args.in_process else in_child
+                    r = measure(name, url, job_id, level, args.seconds)
                     runs.append((r["polls"] / r["wall_s"], r["cpu_s"] / r["polls"] * 1e6))
                 results[name][level] = {
                     "polls_per_s": statistics.median(p for p, _ in runs),
@@ -184,8 +203,9 @@ def main() -> None:
         rows.append(row)
     print(
         table(
-            f"throughput: polls of one pending job over HTTP to uvicorn on 127.0.0.1, median "
-            f"of {args.repeats} runs of {args.seconds:g} s ({machine()})",
+            f"throughput: polls of one pending job over HTTP to uvicorn on 127.0.0.1"
+            f"{f', {args.latency_ms:g} ms added to each answer' if args.latency_ms else ''}, "
+            f"median of {args.repeats} runs of {args.seconds:g} s ({machine()})",
             columns,
             rows,
         )
@@ -195,12 +215,15 @@ def main() -> None:
         for level in levels:
             mine = results[name][level]["polls_per_s"]
             if base:
-                ratios.append([name, level, "x default transport", mine / base[level]["polls_per_s"]])
+                ratios.append(
+                    [name, level, "x default transport", mine / base[level]["polls_per_s"]]
+                )
             if raw:
                 ratios.append([name, level, "x raw aiohttp", mine / raw[level]["polls_per_s"]])
     print()
     print(table("ratios of polls per second", ["client", "in flight", "ratio", "value"], ratios))
-    save("throughput", {"machine": machine(), "results": results}, args.json)
+    name = "throughput" + (f"_latency_{args.latency_ms:g}ms" if args.latency_ms else "")
+    save(name, {"machine": machine(), "args": vars(args), "results": results}, args.json)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,12 @@ USER_AGENT = f"kepler-async/{__version__}"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_TIMEOUT = 30.0
 
-#: Requests in flight at once (polls, submits, result reads). httpx's pool slows
-#: down sharply past ~10 concurrent requests (see the README's Performance section).
+#: Requests in flight at once (polls, submits, result reads), by what sends them.
+#: httpx's pool slows down past ~10 concurrent requests on loopback; aiohttp keeps its
+#: pace to 100 and, over a 50 ms round trip, sends 5x the polls at 50 that it does at
+#: 10 (benchmarks/throughput.py, the README's Performance section).
 DEFAULT_MAX_IN_FLIGHT = 10
+DEFAULT_MAX_IN_FLIGHT_AIOHTTP = 50
 
 #: Jobs ``score_many`` keeps submitted and unfinished at once.
 DEFAULT_MAX_OUTSTANDING = 1000

@@ -355,3 +355,28 @@ async def test_aiohttp_needs_its_extra_and_no_httpx_transport() -> None:
 
 
 run_on_asyncio_and_trio(globals(), virtual_time=False)
+
+
+def test_the_default_wire_and_in_flight_limit_come_from_the_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    monkeypatch.delenv("KEPLER_ASYNC_HTTP_BACKEND", raising=False)
+    assert (ka.JobEngine().http_backend, ka.JobEngine().scheduler.max_in_flight) == ("httpx", 10)
+    fast = ka.JobEngine(http_backend="aiohttp")
+    assert fast.scheduler.max_in_flight == 50  # benchmarks/throughput.py
+    assert ka.JobEngine(http_backend="aiohttp", max_in_flight=7).scheduler.max_in_flight == 7
+    on_fast = ka.AsyncKepler(KEY, base_url="http://127.0.0.1:1", engine=fast)
+    assert on_fast.http_backend == "aiohttp"
+    monkeypatch.setenv("KEPLER_ASYNC_HTTP_BACKEND", "aiohttp")
+    assert ka.AsyncKepler(KEY, base_url="http://127.0.0.1:1").http_backend == "aiohttp"
+    mocked = ka.AsyncKepler(
+        KEY,
+        base_url="http://127.0.0.1:1",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200)),
+    )
+    assert mocked.http_backend == "httpx"  # a transport of yours is httpx's
+    monkeypatch.setenv("KEPLER_ASYNC_HTTP_BACKEND", "curl")
+    with pytest.raises(ka.ConfigurationError, match="KEPLER_ASYNC_HTTP_BACKEND"):
+        ka.AsyncKepler(KEY, base_url="http://127.0.0.1:1")

@@ -16,11 +16,10 @@ boundary maps and retries both wires by one table.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import anyio
@@ -71,15 +70,15 @@ def _env_proxy(base_url: str) -> str | None:
     return proxy
 
 
-@contextlib.contextmanager
-def _translated() -> Any:
-    try:
-        yield
-    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-        mapped = _as_httpx_error(error)
-        if mapped is None:  # pragma: no cover - every ClientError maps
-            raise
-        raise mapped from error
+def _reraise(error: BaseException) -> NoReturn:
+    """Raise ``error`` (an aiohttp failure) as its httpx counterpart."""
+    mapped = _as_httpx_error(error)
+    if mapped is None:  # pragma: no cover - every ClientError maps
+        raise error
+    raise mapped from error
+
+
+_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 class WireAnswer:
@@ -100,14 +99,22 @@ class WireAnswer:
         return int(declared) if declared.isdigit() and encoding == "identity" else None
 
     async def read(self) -> bytes:
-        with _translated():
+        try:
             return await self._response.read()
+        except _FAILURES as error:
+            _reraise(error)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Decoded chunks (aiohttp decompresses as it reads)."""
-        with _translated():
+        try:
             async for chunk in self._response.content.iter_chunked(64 * 1024):
                 yield chunk
+        except _FAILURES as error:
+            _reraise(error)
+
+    def release(self) -> None:
+        """Give the connection back to the pool (after a complete read) or close it."""
+        self._response.release()
 
     def drop(self) -> None:
         """Close the connection without reading the rest."""
@@ -157,7 +164,6 @@ class AiohttpWire:
             raise_for_status=False,
         )
 
-    @contextlib.asynccontextmanager
     async def exchange(
         self,
         method: str,
@@ -166,33 +172,33 @@ class AiohttpWire:
         params: Mapping[str, str | int] | None,
         json_body: Any,
         headers: Mapping[str, str] | None,
-    ) -> AsyncIterator[WireAnswer]:
-        """Send one request; yield the answer with its body unread. Redirects are never
-        followed. Transport failures come out as httpx exceptions (see the module)."""
+    ) -> WireAnswer:
+        """Send one request; return the answer with its body unread (the caller reads
+        it and calls ``release()``). Redirects are never followed. Transport failures
+        come out as httpx exceptions (see the module)."""
         session = self._session
         if session is None:
             session = self._session = self._open()
         data: bytes | None = None
-        extra = dict(headers) if headers else {}
+        extra = dict(headers) if headers else None
         if json_body is not None:
             data = json.dumps(
                 json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode()
-            extra["Content-Type"] = "application/json"
+            extra = {**(extra or {}), "Content-Type": "application/json"}
         query = {k: str(v) for k, v in params.items()} if params else None
-        with _translated():
+        try:
             response = await session.request(
                 method,
                 URL(url, encoded=True),
                 params=query,
                 data=data,
-                headers=extra or None,
+                headers=extra,
                 allow_redirects=False,
             )
-        try:
-            yield WireAnswer(response)
-        finally:
-            response.release()
+        except _FAILURES as error:
+            _reraise(error)
+        return WireAnswer(response)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

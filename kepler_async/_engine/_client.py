@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import anyio
 import httpx
 
-from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
+from kepler_async._constants import DEFAULT_TIMEOUT
 from kepler_async._exceptions import APIError, ClientClosed, ConfigurationError, SubmitInDoubt
 from kepler_async._policies import (
     DEFAULT,
@@ -110,8 +110,9 @@ class ApiClient(abc.ABC, Generic[R]):
     ``transport`` (such as a simulator's) goes into an httpx client this one owns.
     ``poll_policy`` sets how jobs are polled and their default deadline. An ``engine``
     (``JobEngine``) is shared with other clients; without one the client has its own,
-    with ``max_in_flight`` requests at most. A ``journal`` records submitted jobs so
-    that a later run resumes them instead of paying again. ``base_url`` is the API's
+    with ``max_in_flight`` requests at most (default: 10 on httpx, 50 on aiohttp). A
+    ``journal`` records submitted jobs so that a later run resumes them instead of
+    paying again. ``base_url`` is the API's
     origin (no path); plain ``http://`` is accepted for this machine only, unless
     ``allow_plain_http=True``. Answers are read up to ``max_response_bytes`` (8 MiB;
     polls: ``max_poll_bytes``, 1 MiB); a larger one is a ``ProtocolError``. With a
@@ -146,7 +147,7 @@ class ApiClient(abc.ABC, Generic[R]):
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         poll_policy: PollPolicy | None = None,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_in_flight: int | None = None,
         engine: JobEngine | None = None,
         journal: JobStore | None = None,
         allow_plain_http: bool = False,
@@ -170,8 +171,11 @@ class ApiClient(abc.ABC, Generic[R]):
         self._resubmit_in_doubt = bool(resubmit_in_doubt)
         self._owns_engine = engine is None
         if engine is None:
+            own_backend = http_backend
+            if own_backend is None and (http_client is not None or transport is not None):
+                own_backend = "httpx"
             try:
-                engine = JobEngine(max_in_flight=max_in_flight)
+                engine = JobEngine(max_in_flight=max_in_flight, http_backend=own_backend)
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(str(exc)) from None
         self._engine = engine

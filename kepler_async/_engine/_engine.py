@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import sniffio
 
-from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT
+from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_AIOHTTP
 from kepler_async._exceptions import ClientClosed, KeplerError
 
 from ._channel import Counters, EngineStatistics
@@ -95,7 +95,7 @@ class JobEngine:
     """
 
     def __init__(
-        self, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, http_backend: str | None = None
+        self, *, max_in_flight: int | None = None, http_backend: str | None = None
     ) -> None:
         if http_backend is None:
             http_backend = default_http_backend()
@@ -103,6 +103,12 @@ class JobEngine:
             raise ValueError(
                 f"http_backend must be one of {', '.join(map(repr, HTTP_BACKENDS))}, "
                 f"got {http_backend!r}"
+            )
+        if max_in_flight is None:  # chosen by measurement for each (see _constants)
+            max_in_flight = (
+                DEFAULT_MAX_IN_FLIGHT_AIOHTTP
+                if http_backend == "aiohttp"
+                else DEFAULT_MAX_IN_FLIGHT
             )
         self._scheduler = Scheduler(max_in_flight=max_in_flight)
         #: What sends the requests of the clients on this engine that do not choose:
