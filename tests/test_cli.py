@@ -535,3 +535,19 @@ def test_a_refused_key_exits_2(runner: CliRunner, sim_url: str) -> None:
     assert result.exit_code == 2
     assert "refused the key" in result.output
     assert "ki_live_nope" not in result.output
+
+
+def test_a_row_past_its_deadline_says_what_to_do_in_options(
+    runner: CliRunner, sim_url: str
+) -> None:
+    result = runner.invoke(
+        main, ["score", "plaid.com", "--base-url", sim_url, "--deadline", "0.05", "-q"]
+    )
+    (row,) = rows(result.stdout)
+    assert row["error"] == "DeadlineExceeded"
+    assert row["job_id"]
+    message = str(row["message"])
+    assert "--journal" in message
+    assert "--deadline" in message
+    assert "resume(" not in message
+    assert "job_id=" not in message

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 import attrs
 
+from kepler_async._exceptions import DeadlineExceeded, KeplerError
 from kepler_async._kepler._batch import ScoreOutcome
 
 __all__ = ["COLUMNS", "InputLine", "RowWriter", "open_output", "read_inputs", "row_for"]
@@ -85,6 +86,18 @@ def open_output(path: str | None) -> IO[str]:
         raise InputError(f"cannot write {path}: {exc}") from None
 
 
+def _message(error: KeplerError | None) -> str | None:
+    """The error's message, in the command line's words where the library's speak of
+    Python calls."""
+    if isinstance(error, DeadlineExceeded):
+        return (
+            "still pending at --deadline; the job goes on server-side (its job_id is in "
+            "this row): run the same command with --journal PATH to pick it up without "
+            "paying again"
+        )
+    return error.message if error else None
+
+
 def row_for(item: InputLine, outcome: ScoreOutcome, elapsed: float) -> dict[str, Any]:
     """The output row of one input."""
     score = outcome.score
@@ -100,11 +113,7 @@ def row_for(item: InputLine, outcome: ScoreOutcome, elapsed: float) -> dict[str,
         "scored_at": score.scored_at.isoformat() if score else None,
         "job_id": outcome.job_id,
         "error": type(error).__name__ if error else None,
-        "message": (
-            outcome.reason
-            if outcome.status == "not_attempted"
-            else (error.message if error else None)
-        ),
+        "message": (outcome.reason if outcome.status == "not_attempted" else _message(error)),
         "failure_reason": getattr(error, "failure_reason", None),
         "elapsed_s": round(elapsed, 3),
     }
