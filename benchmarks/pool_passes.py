@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine, table
+from _common import in_child, machine, table
 from throughput import run, serve_forever
 
 NAMES = ["kepler_async (httpx transport)", "raw httpx"]
@@ -41,12 +41,6 @@ def counted(name: str, url: str, job_id: str, in_flight: int, seconds: float) ->
     return {**result, "passes": passes}
 
 
-def in_child(*args: Any) -> dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(counted, args)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--in-flight", default="10,100")
@@ -61,7 +55,7 @@ def main() -> None:
         url, job_id = parent.recv()
         for level in (int(n) for n in args.in_flight.split(",")):
             for name in NAMES:
-                r = in_child(name, url, job_id, level, args.seconds)
+                r = in_child(counted, name, url, job_id, level, args.seconds)
                 # (the warm-up's 20 polls are counted in passes but not in polls)
                 rows.append([name, level, r["polls"], r["passes"] / (r["polls"] + 20)])
     finally:

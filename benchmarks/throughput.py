@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import cpu_seconds, machine, save, table
+from _common import cpu_seconds, in_child, machine, save, table
 
 COMPETITORS = [
     "kepler_async (httpx transport)",
@@ -143,12 +143,6 @@ def run(name: str, url: str, job_id: str, in_flight: int, seconds: float) -> dic
         return runner.run(main())
 
 
-def in_child(*args: Any) -> dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(run, args)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--in-flight", default="1,10,100")
@@ -178,8 +172,8 @@ def main() -> None:
             for name in names:
                 runs = []
                 for _ in range(args.repeats):
-                    measure = run if args.in_process else in_child
-                    r = measure(name, url, job_id, level, args.seconds)
+                    call = (name, url, job_id, level, args.seconds)
+                    r = run(*call) if args.in_process else in_child(run, *call)
                     runs.append((r["polls"] / r["wall_s"], r["cpu_s"] / r["polls"] * 1e6))
                 results[name][level] = {
                     "polls_per_s": statistics.median(p for p, _ in runs),
