@@ -287,6 +287,26 @@ async def test_a_billed_post_whose_answer_is_lost_is_uncertain_and_not_resent(
     assert len(server.requests) == 1  # it arrived once and was never sent again
 
 
+async def test_a_billed_post_never_rides_a_connection_the_server_just_closed(
+    wire: str,
+) -> None:
+    """A server closes an idle keep-alive connection as the client picks it: a GET
+    would be retried, a billed POST would be in doubt. So a POST takes a new one."""
+
+    async def answer_then_close(x: Exchange) -> bool:
+        await x.json(200, {"ok": True})
+        return False  # close, as a server's idle timeout does
+
+    server = Server(answer_then_close, answer_then_close, ok())
+    async with server.running() as url:
+        http = boundary(url, wire, retry=RetryPolicy(attempts=1))
+        for _ in range(20):
+            await http.request("GET", "/v1/usage")
+            reply = await http.request("POST", "/v1/score", json={"domain": "a.com"}, billed=True)
+            assert reply.status == 200
+        await http.aclose()
+
+
 async def test_a_get_whose_answer_is_lost_is_retried(wire: str) -> None:
     server = Server(hang_up, ok())
     async with server.running() as url:

@@ -142,18 +142,27 @@ class AiohttpWire:
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self, *, fresh: bool = False) -> aiohttp.ClientSession:
         # The same certificates as httpx (certifi), and the proxy the environment names
         # for the API's host, as httpx honours it: switching wires changes no security
         # setting. The proxy is looked up once here: aiohttp's own trust_env looks it up
         # (and reads ~/.netrc) in a thread for every request, which cost more CPU than
         # the request itself.
+        #
+        # A pooled connection the server has just closed (its idle timeout; uvicorn's is
+        # 5 s) can be picked before the loop has seen the close. For a GET that costs a
+        # retry; for a billed POST it would be "sent, answer lost" (SubmitUncertain, a
+        # job in doubt), so billed requests go over a `fresh` session whose connections
+        # are never reused (found by tests/test_web_service.py under load). Idle
+        # connections are dropped after 4 s, before common server timeouts.
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
             ssl=httpx.create_ssl_context(),
-            keepalive_timeout=5.0,
+            force_close=fresh,
+            keepalive_timeout=None if fresh else 4.0,
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -172,13 +181,20 @@ class AiohttpWire:
         params: Mapping[str, str | int] | None,
         json_body: Any,
         headers: Mapping[str, str] | None,
+        fresh: bool = False,
     ) -> WireAnswer:
         """Send one request; return the answer with its body unread (the caller reads
         it and calls ``release()``). Redirects are never followed. Transport failures
-        come out as httpx exceptions (see the module)."""
-        session = self._session
-        if session is None:
-            session = self._session = self._open()
+        come out as httpx exceptions (see the module). ``fresh``: on a new connection
+        (billed requests)."""
+        if fresh:  # a connection of its own, never a pooled one (see _open)
+            session = self._fresh
+            if session is None:
+                session = self._fresh = self._open(fresh=True)
+        else:
+            session = self._session
+            if session is None:
+                session = self._session = self._open()
         data: bytes | None = None
         extra = dict(headers) if headers else None
         if json_body is not None:
@@ -201,7 +217,8 @@ class AiohttpWire:
         return WireAnswer(response)
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            with anyio.CancelScope(shield=True):
+        sessions = [s for s in (self._session, self._fresh) if s is not None]
+        self._session = self._fresh = None
+        with anyio.CancelScope(shield=True):
+            for session in sessions:
                 await session.close()

@@ -413,7 +413,7 @@ class HttpBoundary:
         try:
             if self._use_wire:
                 status, answer_headers, raw = await self._exchange_by_wire(
-                    method, path, params, json, headers, max_body
+                    method, path, params, json, headers, max_body, billed
                 )
             else:
                 status, answer_headers, raw = await self._exchange_by_httpx(
@@ -459,9 +459,15 @@ class HttpBoundary:
         json: Any,
         headers: Mapping[str, str] | None,
         max_body: int,
+        billed: bool,
     ) -> tuple[int, Mapping[str, str], bytes]:
         answer = await self._wire.exchange(
-            method, self._base_url + path, params=params, json_body=json, headers=headers
+            method,
+            self._base_url + path,
+            params=params,
+            json_body=json,
+            headers=headers,
+            fresh=billed,
         )
         try:
             status = answer.status
