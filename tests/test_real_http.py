@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import httpx
 import pytest
 import sniffio
@@ -110,6 +112,27 @@ async def test_a_thousand_domains_through_score_many_over_http() -> None:
         else:
             assert isinstance(outcome.error, ka.JobFailed), outcome.error
             assert outcome.error.failure_reason == job.failure_reason
+
+
+@only_on("asyncio")
+async def test_the_real_cold_limit_over_http_stalls_nothing() -> None:
+    """300 domains against the simulator's real limit (200 cold runs per key per hour),
+    over real sockets on each wire: 200 billed once each, the rest not_attempted, no
+    deadline hit (real time, runs 1,000x shorter: one loop is enough)."""
+    from kepler_async.testing import serve
+
+    scale = 0.001
+    sim = KeplerSimulator(seed=22, time_scale=scale)  # default limits and failure mix
+    policy = ka.PollPolicy(first_delay=28 * scale, interval=5 * scale, cap=10 * scale)
+    with serve(sim.create_app()) as url:
+        async with AsyncKepler(LIVE_KEY, base_url=url, poll_policy=policy) as kepler:
+            outcomes = [o async for o in kepler.score_many(f"d{n}.com" for n in range(300))]
+    statuses = Counter(o.status for o in outcomes)
+    assert len(outcomes) == 300
+    assert not any(isinstance(o.error, ka.DeadlineExceeded) for o in outcomes)
+    assert statuses["scored"] + statuses["failed"] == sim.counters.total_cold_runs == 200
+    assert set(sim.counters.cold_runs_billed.values()) == {1}
+    assert statuses["not_attempted"] == 100
 
 
 run_on_asyncio_and_trio(globals(), virtual_time=False)

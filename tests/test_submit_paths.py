@@ -397,4 +397,31 @@ async def test_a_claim_whose_process_is_gone_is_in_doubt_at_once(tmp_path: Path)
     assert not entry.claim_is_live(entry.submitted_at or 0.0)  # its owner is gone
 
 
+# --- the simulators' faults: one mechanism for all four ----------------------------------
+
+
+async def test_a_submit_whose_answer_is_lost_after_processing_is_billed_once(api: Api) -> None:
+    """The simulator does the work, then answers 502 (`after_processing`)."""
+    sim = api.make_sim()
+    sim.add_fault("status", method="POST", status=502, after_processing=True)
+    wire = Wire(sim.create_app())
+    async with api.client(sim, wire) as client:
+        if api.name in BILLED:
+            with pytest.raises(ka.APIError):
+                await api.submit(client, 0)
+            assert wire.posts == 1  # not sent again
+        else:  # deepidv resends under its Idempotency-Key: the replay names the same job
+            assert await (await api.submit(client, 0)) is not None
+    assert api.jobs_started(sim) == 1
+
+
+async def test_a_poll_answered_503_with_retry_after_is_retried(api: Api) -> None:
+    sim = api.make_sim()
+    fault = sim.add_fault("status", method="GET", status=503, retry_after=40)
+    async with api.client(sim) as client:
+        handle = await api.submit(client, 0)
+        assert await handle is not None
+    assert fault.fired == 1
+
+
 run_on_asyncio_and_trio(globals(), virtual_time=True)

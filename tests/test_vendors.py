@@ -242,53 +242,6 @@ async def test_parsetx_failed_job() -> None:
 # --- one engine, four APIs -------------------------------------------------------------------
 
 
-# --- faults: one mechanism for every simulator ---------------------------------------------
-
-VENDORS: dict[str, tuple[Any, Any, str]] = {
-    "deepidv": (DeepidvSimulator, deepidv, "/v1/screening/adverse-media"),
-    "midlyr": (MidLyrSimulator, midlyr, "/api/v1/analysis/screen"),
-    "parsetx": (ParseTxSimulator, parsetx, "/v1/enrich/async"),
-}
-
-
-async def _submit(name: str, client: Any) -> Any:
-    if name == "deepidv":
-        return await client.submit_adverse_media(**PERSON)
-    if name == "midlyr":
-        return await client.submit_screen("0% APR forever")
-    return await client.submit_enrich(["AMZN Mktp US"])
-
-
-@pytest.mark.parametrize("name", VENDORS)
-async def test_a_vendor_submit_whose_answer_is_lost_after_processing_is_never_billed_twice(
-    name: str,
-) -> None:
-    make_sim, connect, submit_path = VENDORS[name]
-    sim = make_sim(clock=anyio.current_time, failure_rate=0)
-    sim.add_fault("status", path=submit_path, method="POST", status=502, after_processing=True)
-    async with connect(sim) as client:
-        if name == "deepidv":
-            # Its Idempotency-Key makes a resend safe: the replay names the same job.
-            assert await (await _submit(name, client)) is not None
-        else:
-            with pytest.raises(ka.APIError):
-                await _submit(name, client)
-            assert sim.counters.requests[f"POST {submit_path}"] == 1  # not sent again
-    assert len(sim.jobs) == 1  # the work was done (and billed) once
-
-
-@pytest.mark.parametrize("name", VENDORS)
-async def test_a_vendor_poll_answered_503_with_retry_after_is_retried(name: str) -> None:
-    make_sim, connect, _ = VENDORS[name]
-    sim = make_sim(clock=anyio.current_time, failure_rate=0)
-    fault = sim.add_fault("status", method="GET", status=503, retry_after=40)
-    async with connect(sim) as client:
-        handle = await _submit(name, client)
-        assert await handle is not None
-    assert fault.fired == 1
-    assert fault.retry_after == 40
-
-
 def test_fault_kinds_are_checked() -> None:
     sim = DeepidvSimulator()
     with pytest.raises(ValueError, match="kind"):

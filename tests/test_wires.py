@@ -307,6 +307,28 @@ async def test_a_billed_post_never_rides_a_connection_the_server_just_closed(
         await http.aclose()
 
 
+async def test_a_lost_submit_comes_out_of_async_with_as_itself_in_a_task_group(
+    wire: str,
+) -> None:
+    """As a user holds it: a client opened in a child task (a trio nursery on trio), the
+    error caught outside `async with`: `SubmitUncertain`, not an ExceptionGroup."""
+    server = Server(hang_up)
+    caught: list[BaseException] = []
+
+    async def user_task(url: str) -> None:
+        try:
+            async with ka.AsyncKepler(KEY, base_url=url, http_backend=wire) as kepler:
+                await kepler.score("stripe.com")
+        except BaseException as error:
+            caught.append(error)
+
+    async with server.running() as url, anyio.create_task_group() as tg:
+        tg.start_soon(user_task, url)
+    assert len(caught) == 1
+    assert type(caught[0]) is ka.SubmitUncertain
+    assert len(server.requests) == 1  # the POST arrived once and was not resent
+
+
 async def test_a_get_whose_answer_is_lost_is_retried(wire: str) -> None:
     server = Server(hang_up, ok())
     async with server.running() as url:

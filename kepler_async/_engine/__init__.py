@@ -5,8 +5,10 @@ or names a vendor model). A vendor plugs in through a *dialect*, a small pure ob
 implementing ``JobApi`` (``_protocol``); the engine does all the I/O and timing:
 
 - ``_protocol``: the dialect protocol and the states its classifiers return.
-- ``_http``: the one boundary to httpx (auth header, errors, transient retries,
-  bounded streamed reads, no redirects).
+- ``_http``: the one HTTP boundary (auth header, errors, transient retries, bounded
+  streamed reads, no redirects); httpx sends, or ``_aiohttp`` (extra ``aiohttp``,
+  ``http_backend="aiohttp"``), which only moves bytes and reports failures as the
+  httpx exceptions that mean the same.
 - ``_secrets``: API keys masked in every error text and log record.
 - ``_handle``: ``Job`` (the engine's record) and ``JobHandle[T]`` (a caller's view).
 - ``_scheduler``: one heap of due polls for any number of jobs, a limit on requests,

@@ -82,7 +82,8 @@ _FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 class WireAnswer:
-    """A status, headers and a body read by the caller's rules."""
+    """A status, headers and a body read by the caller's rules (the interface
+    ``HttpBoundary`` reads every wire's answers through)."""
 
     __slots__ = ("_response", "headers", "status")
 
@@ -112,13 +113,13 @@ class WireAnswer:
         except _FAILURES as error:
             _reraise(error)
 
-    def release(self) -> None:
-        """Give the connection back to the pool (after a complete read) or close it."""
-        self._response.release()
-
     def drop(self) -> None:
         """Close the connection without reading the rest."""
         self._response.close()
+
+    async def close(self) -> None:
+        """Give the connection back to the pool (after a complete read) or close it."""
+        self._response.release()
 
 
 class AiohttpWire:
@@ -184,7 +185,7 @@ class AiohttpWire:
         fresh: bool = False,
     ) -> WireAnswer:
         """Send one request; return the answer with its body unread (the caller reads
-        it and calls ``release()``). Redirects are never followed. Transport failures
+        it and calls ``close()``). Redirects are never followed. Transport failures
         come out as httpx exceptions (see the module). ``fresh``: on a new connection
         (billed requests)."""
         if fresh:  # a connection of its own, never a pooled one (see _open)

@@ -170,12 +170,11 @@ class ApiClient(abc.ABC, Generic[R]):
             raise ConfigurationError("journal must be a SQLiteJobStore or a PostgresJobStore")
         self._resubmit_in_doubt = bool(resubmit_in_doubt)
         self._owns_engine = engine is None
+        if http_backend is None and (http_client is not None or transport is not None):
+            http_backend = "httpx"  # a client or transport of yours is httpx's
         if engine is None:
-            own_backend = http_backend
-            if own_backend is None and (http_client is not None or transport is not None):
-                own_backend = "httpx"
             try:
-                engine = JobEngine(max_in_flight=max_in_flight, http_backend=own_backend)
+                engine = JobEngine(max_in_flight=max_in_flight, http_backend=http_backend)
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(str(exc)) from None
         self._engine = engine
@@ -193,7 +192,7 @@ class ApiClient(abc.ABC, Generic[R]):
             retry=retry,
             max_body=_byte_limit("max_response_bytes", max_response_bytes),
             max_poll_body=_byte_limit("max_poll_bytes", max_poll_bytes),
-            http_backend=self._pick_http_backend(http_backend, engine, http_client, transport),
+            http_backend=http_backend or engine.http_backend,
             max_connections=engine.scheduler.max_in_flight,
         )
         dialect = self._make_dialect(url)
@@ -207,18 +206,6 @@ class ApiClient(abc.ABC, Generic[R]):
             fingerprint=key_fingerprint(key),
             in_doubt=self._in_doubt,
         )
-
-    @staticmethod
-    def _pick_http_backend(
-        chosen: str | None, engine: JobEngine, http_client: object, transport: object
-    ) -> str:
-        """The client's choice, else the engine's; an httpx client or transport of the
-        caller's means httpx unless the client itself asked for aiohttp (an error)."""
-        if chosen is not None:
-            return chosen
-        if http_client is not None or transport is not None:
-            return "httpx"
-        return engine.http_backend
 
     # --- what each API says -----------------------------------------------------------
 

@@ -31,7 +31,7 @@ from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT
 from kepler_async._exceptions import ClientClosed, KeplerError
 
 from ._channel import Counters, EngineStatistics
-from ._http import HTTP_BACKENDS, default_http_backend
+from ._http import check_http_backend, default_http_backend
 from ._scheduler import Scheduler
 
 if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on
@@ -99,11 +99,7 @@ class JobEngine:
     ) -> None:
         if http_backend is None:
             http_backend = default_http_backend()
-        if http_backend not in HTTP_BACKENDS:
-            raise ValueError(
-                f"http_backend must be one of {', '.join(map(repr, HTTP_BACKENDS))}, "
-                f"got {http_backend!r}"
-            )
+        check_http_backend(http_backend)
         if max_in_flight is None:  # chosen by measurement for each (see _constants)
             max_in_flight = (
                 DEFAULT_MAX_IN_FLIGHT_AIOHTTP

@@ -1,8 +1,9 @@
-"""The one boundary to httpx.
+"""The one HTTP boundary.
 
-Only this module touches httpx. It adds authentication and identification headers,
-sends, reads JSON, retries transient failures by the rules below, and turns every
-httpx exception and every non-2xx status into the error tree, ``from`` the original.
+Only this module (and ``_aiohttp``, the other wire) touches an HTTP client. It adds
+authentication and identification headers, sends, reads JSON, retries transient
+failures by the rules below, and turns every httpx exception (the aiohttp wire speaks
+them too) and every non-2xx status into the error tree, ``from`` the original.
 
 Retry rules:
 
@@ -21,7 +22,7 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from json import loads as json_loads
 from typing import Any
 
@@ -73,22 +74,23 @@ HTTP_BACKENDS = ("httpx", "aiohttp")
 HTTP_BACKEND_ENV = "KEPLER_ASYNC_HTTP_BACKEND"
 
 
+def check_http_backend(value: object, *, name: str = "http_backend") -> str:
+    """``value`` if it names an HTTP backend, else ``ConfigurationError``."""
+    if value not in HTTP_BACKENDS:
+        raise ConfigurationError(
+            f"{name} must be one of {', '.join(map(repr, HTTP_BACKENDS))}, got {value!r}"
+        )
+    return str(value)
+
+
 def default_http_backend() -> str:
     """``KEPLER_ASYNC_HTTP_BACKEND`` if set (checked), else ``"httpx"``."""
     chosen = os.environ.get(HTTP_BACKEND_ENV, "").strip().lower() or "httpx"
-    if chosen not in HTTP_BACKENDS:
-        raise ConfigurationError(
-            f"{HTTP_BACKEND_ENV} must be one of {', '.join(HTTP_BACKENDS)}, got {chosen!r}"
-        )
-    return chosen
+    return check_http_backend(chosen, name=HTTP_BACKEND_ENV)
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _KEEP_IDLE = 20
-
-
-def _no_drop() -> None:
-    """httpx closes an unfinished response's connection when it is closed."""
 
 
 def _aiohttp_wire(
@@ -212,7 +214,7 @@ class HttpBoundary:
     #: aiohttp (extra `aiohttp`) when it may send; it does on asyncio only.
     _wire: Any = attrs.field(default=None, repr=False)
     _use_wire: bool | None = attrs.field(default=None, init=False)
-    _headers: dict[str, str] | None = attrs.field(init=False, repr=False)
+    _httpx: _HttpxWire = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         register_secret(self._api_key)
@@ -221,12 +223,7 @@ class HttpBoundary:
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
-        if self._owns_client:
-            # Our own client carries them, so httpx need not re-encode them per request.
-            self._client.headers.update(headers)
-            self._headers = None
-        else:  # a user's client is left as it is: send them with each request
-            self._headers = headers
+        self._httpx = _HttpxWire(self._client, headers, owned=self._owns_client)
 
     @classmethod
     def create(
@@ -248,11 +245,7 @@ class HttpBoundary:
         http_backend: str = "httpx",
         max_connections: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> HttpBoundary:
-        if http_backend not in HTTP_BACKENDS:
-            raise ConfigurationError(
-                f"http_backend must be one of {', '.join(map(repr, HTTP_BACKENDS))}, "
-                f"got {http_backend!r}"
-            )
+        check_http_backend(http_backend)
         custom = http_client is not None or transport is not None
         if custom and http_backend == "aiohttp":
             raise ConfigurationError(
@@ -410,84 +403,59 @@ class HttpBoundary:
     ) -> Reply:
         if self._use_wire is None:  # decided once: a client runs on one event loop
             self._use_wire = self._wire is not None and sniffio.current_async_library() == "asyncio"
+        wire = self._wire if self._use_wire else self._httpx
         try:
-            if self._use_wire:
-                status, answer_headers, raw = await self._exchange_by_wire(
-                    method, path, params, json, headers, max_body, billed
-                )
-            else:
-                status, answer_headers, raw = await self._exchange_by_httpx(
-                    method, path, params, json, headers, max_body
-                )
+            answer = await wire.exchange(
+                method,
+                self._base_url + path,
+                params=params,
+                json_body=json,
+                headers=headers,
+                fresh=billed,
+            )
+            try:
+                status = answer.status
+                if status in _REDIRECTS and "location" in answer.headers:
+                    self._refuse_redirect(method, path, status, answer.headers)
+                raw = await self._read_body(answer, max_body, method, path)
+            finally:
+                await answer.close()
         except HTTPX_ERRORS as error:
             raise map_httpx_error(error, method=method, path=path, billed=billed) from error
-        return self._interpret(status, answer_headers, raw, method, path)
+        return self._interpret(status, answer.headers, raw, method, path)
 
-    async def _exchange_by_httpx(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str | int] | None,
-        json: Any,
-        headers: Mapping[str, str] | None,
-        max_body: int,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        request = self._client.build_request(
-            method,
-            self._base_url + path,
-            params=params,
-            json=json,
-            headers=self._headers if headers is None else {**(self._headers or {}), **headers},
-        )
-        # Never follow a redirect, whoever built the httpx client: the key header
-        # would go along to wherever it points.
-        response = await self._client.send(request, stream=True, follow_redirects=False)
-        try:
-            status = response.status_code
-            if response.has_redirect_location:
-                self._refuse_redirect(method, path, status, response.headers)
-            raw = await self._read_bounded(response, max_body, f"{method} {path}")
-        finally:
-            await response.aclose()
-        return status, response.headers, raw
-
-    async def _exchange_by_wire(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str | int] | None,
-        json: Any,
-        headers: Mapping[str, str] | None,
-        max_body: int,
-        billed: bool,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        answer = await self._wire.exchange(
-            method,
-            self._base_url + path,
-            params=params,
-            json_body=json,
-            headers=headers,
-            fresh=billed,
-        )
-        try:
-            status = answer.status
-            if status in _REDIRECTS and "location" in answer.headers:
-                self._refuse_redirect(method, path, status, answer.headers)
-            declared = answer.declared_plain_size
-            if declared is not None:
-                self._check_declared(declared, max_body, method, path, status)
-                return status, answer.headers, await answer.read()
-            chunks: list[bytes] = []
-            size = 0
-            started = anyio.current_time()
-            async with contextlib.aclosing(answer.chunks()) as stream:
-                async for chunk in stream:
-                    size += len(chunk)
-                    self._check_progress(size, started, max_body, method, path, status, answer.drop)
-                    chunks.append(chunk)
-            return status, answer.headers, b"".join(chunks)
-        finally:
-            answer.release()
+    async def _read_body(self, answer: Any, limit: int, method: str, path: str) -> bytes:
+        """The body, at most ``limit`` bytes once decoded and within ``timeout``
+        seconds in all; a longer or slower one is refused (the connection dropped)
+        before it fills memory or holds the caller."""
+        what = f"{method} {path} -> {answer.status}"
+        declared = answer.declared_plain_size
+        if declared is not None:  # the common case: small, sized, plain
+            if declared > limit:
+                raise ProtocolError(
+                    f"{what}: the body ({declared:,} bytes) is larger than the {limit:,}-byte "
+                    "limit; it was not read"
+                )
+            raw: bytes = await answer.read()
+            return raw
+        chunks: list[bytes] = []
+        size = 0
+        started = anyio.current_time()
+        # Decoded bytes: a compressed bomb counts at its full size.
+        async with contextlib.aclosing(answer.chunks()) as stream:
+            async for chunk in stream:
+                size += len(chunk)
+                if size > limit:
+                    answer.drop()
+                    raise ProtocolError(
+                        f"{what}: the body is larger than the {limit:,}-byte limit; the rest "
+                        "was not read"
+                    )
+                if anyio.current_time() - started > self.timeout:
+                    answer.drop()
+                    raise httpx.ReadTimeout(f"the body took longer than {self.timeout:g}s")
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     @staticmethod
     def _refuse_redirect(method: str, path: str, status: int, headers: Mapping[str, str]) -> None:
@@ -496,36 +464,6 @@ class HttpBoundary:
             f"{method} {path} -> {status}: a redirect to {target[:200]!r} was not followed "
             "(the API key goes to the configured host only)"
         )
-
-    @staticmethod
-    def _check_declared(declared: int, limit: int, method: str, path: str, status: int) -> None:
-        if declared > limit:
-            raise ProtocolError(
-                f"{method} {path} -> {status}: the body ({declared:,} bytes) is larger than "
-                f"the {limit:,}-byte limit; it was not read"
-            )
-
-    def _check_progress(
-        self,
-        size: int,
-        started: float,
-        limit: int,
-        method: str,
-        path: str,
-        status: int,
-        drop: Callable[[], None],
-    ) -> None:
-        """A body read in chunks: refused (connection dropped) past ``limit`` decoded
-        bytes, or once reading it has taken longer than ``timeout``."""
-        if size > limit:
-            drop()
-            raise ProtocolError(
-                f"{method} {path} -> {status}: the body is larger than the {limit:,}-byte "
-                "limit; the rest was not read"
-            )
-        if anyio.current_time() - started > self.timeout:
-            drop()
-            raise httpx.ReadTimeout(f"the body took longer than {self.timeout:g}s")
 
     def _interpret(
         self, status: int, headers: Mapping[str, str], raw: bytes, method: str, path: str
@@ -550,25 +488,66 @@ class HttpBoundary:
             raise api_error
         raise ProtocolError(f"{what}: unexpected status; body: {excerpt(raw)!r}")
 
-    async def _read_bounded(self, response: httpx.Response, limit: int, what: str) -> bytes:
-        """The body, at most ``limit`` bytes once decoded and within ``timeout``
-        seconds in all; a longer or slower one is refused (the connection closed)
-        before it fills memory or holds the caller."""
-        method, _, path = what.partition(" ")
-        status = response.status_code
-        declared = response.headers.get("content-length", "")
-        plain = response.headers.get("content-encoding", "identity") == "identity"
-        if declared.isdigit() and plain:
-            self._check_declared(int(declared), limit, method, path, status)
-            return await response.aread()  # the common case: small, sized, plain
-        chunks: list[bytes] = []
-        size = 0
-        started = anyio.current_time()
-        # Decoded bytes: a compressed bomb counts at its full size.
-        stream = response.aiter_bytes()  # an async generator (it has aclose)
-        async with contextlib.aclosing(stream):  # type: ignore[type-var]
-            async for chunk in stream:
-                size += len(chunk)
-                self._check_progress(size, started, limit, method, path, status, _no_drop)
-                chunks.append(chunk)
-        return b"".join(chunks)
+
+class _HttpxAnswer:
+    """An httpx response behind the interface of ``_aiohttp.WireAnswer``."""
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+
+    @property
+    def declared_plain_size(self) -> int | None:
+        declared = self.headers.get("content-length", "")
+        plain = self.headers.get("content-encoding", "identity") == "identity"
+        return int(declared) if declared.isdigit() and plain else None
+
+    async def read(self) -> bytes:
+        return await self._response.aread()
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_bytes()  # decoded
+
+    def drop(self) -> None:
+        """Nothing to do: ``close()`` drops a connection whose body was not read."""
+
+    async def close(self) -> None:
+        await self._response.aclose()
+
+
+class _HttpxWire:
+    """Requests by an httpx client: ours (the headers are set on it once) or the
+    caller's (left as it is: the headers go with each request)."""
+
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str], *, owned: bool) -> None:
+        self._client = client
+        self._headers: dict[str, str] | None = None
+        if owned:
+            client.headers.update(headers)
+        else:
+            self._headers = headers
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        fresh: bool = False,
+    ) -> _HttpxAnswer:
+        """Send; the body is left unread. (``fresh`` is not needed: httpx checks that a
+        pooled connection is still open before it sends on it.)"""
+        if headers is not None:
+            headers = {**(self._headers or {}), **headers}
+        request = self._client.build_request(
+            method, url, params=params, json=json_body, headers=headers or self._headers
+        )
+        # Never follow a redirect, whoever built the httpx client: the key header would
+        # go along to wherever it points.
+        response = await self._client.send(request, stream=True, follow_redirects=False)
+        return _HttpxAnswer(response)

@@ -17,13 +17,17 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from kepler_async.deepidv._client import DEFAULT_BASE_URL as DEEPIDV_URL
+from kepler_async.midlyr._client import DEFAULT_BASE_URL as MIDLYR_URL
+from kepler_async.parsetx._client import DEFAULT_BASE_URL as PARSETX_URL
 
 from ._faults import FaultPlan, FaultsMixin, answer_with_faults
 from ._sim_data import stable_rng
@@ -71,7 +75,7 @@ class _JobSimulator(FaultsMixin, abc.ABC):
     vendor = "vendor"
     prefix = "job"
     #: Where the real API lives: what ``mock()`` routes by default.
-    api_base_url = "https://api.example"
+    api_base_url: ClassVar[str]
 
     def __init__(
         self,
@@ -197,7 +201,7 @@ class DeepidvSimulator(_JobSimulator):
     """
 
     vendor = "deepidv"
-    api_base_url = "https://api.deepidv.com"
+    api_base_url = DEEPIDV_URL
 
     def __init__(
         self,
@@ -345,7 +349,7 @@ class MidLyrSimulator(_JobSimulator):
     """
 
     vendor = "midlyr"
-    api_base_url = "https://api.midlyr.com"
+    api_base_url = MIDLYR_URL
 
     def __init__(self, *, result_type: str = "analysis.screen.result", **kwargs: Any) -> None:
         kwargs.setdefault("duration", (3.0, 20.0))
@@ -464,7 +468,7 @@ class ParseTxSimulator(_JobSimulator):
     """
 
     vendor = "parsetx"
-    api_base_url = "https://api.parsetx.com"
+    api_base_url = PARSETX_URL
 
     def __init__(
         self,
