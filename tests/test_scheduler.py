@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import math
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -601,6 +602,53 @@ async def test_aclose_fails_every_pending_job_with_its_id_and_leaves_no_task(
         await kepler.score("x.com")
     gc.collect()
     assert running_tasks() == before
+
+
+async def test_a_long_lived_client_keeps_nothing_of_the_jobs_it_finished(
+    kepler: AsyncKepler, sim: KeplerSimulator
+) -> None:
+    """A web service's client lives for weeks and is rarely saturated: once a job is
+    done and its caller has dropped the result, nothing in the engine may hold it."""
+    sim.failure_mix = {}
+    finished: list[weakref.ref[ka.Score]] = []
+
+    async def one(domain: str, into: list[ka.Score]) -> None:
+        into.append(await kepler.score(domain))
+
+    for round_ in range(3):
+        scores: list[ka.Score] = []
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(one, f"round{round_}-{i}.com", scores)
+        finished += [weakref.ref(score) for score in scores]
+        del scores
+    assert len(finished) == 120
+    await anyio.sleep(1)  # (virtual) the workers wind down
+    gc.collect()
+    assert [ref for ref in finished if ref() is not None] == []
+
+
+async def test_a_client_that_is_never_idle_keeps_a_bounded_number_of_finished_jobs(
+    kepler: AsyncKepler, sim: KeplerSimulator
+) -> None:
+    """A steady stream (a request a second, each a 25-90 s cold job): some job is
+    always pending, so the engine never falls idle; what it keeps of finished jobs
+    stays bounded all the same."""
+    sim.failure_mix = {}
+    finished: list[weakref.ref[ka.Score]] = []
+
+    async def one(domain: str) -> None:
+        finished.append(weakref.ref(await kepler.score(domain)))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(700):
+            tg.start_soon(one, f"stream-{i}.com")
+            await anyio.sleep(1)
+        # 700 submitted over 700 s: most are done, the last minute's pending.
+        gc.collect()
+        kept = sum(ref() is not None for ref in finished)
+        assert len(finished) > 600
+        assert kept <= 300, f"{kept} of {len(finished)} finished jobs still held"
 
 
 def anyio_backend_name() -> str:

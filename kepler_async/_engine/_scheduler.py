@@ -62,6 +62,8 @@ _ONCE = RetryPolicy(attempts=1)
 #: ``DeadlineExceeded`` comes at most about 0.2 s late (benchmarks/deadlines.py).
 DEADLINE_GRACE = 0.15
 _EXPIRY_CHECK = 0.05
+#: Deadline entries kept before the first sweep of finished jobs' (``_forget_finished``).
+_SWEEP_AT_LEAST = 256
 #: The longest a poll worker runs polls back to back before it lets the event loop
 #: turn (an in-process transport answers without ever yielding; a network transport
 #: yields on every request, so this costs it nothing). Yielding after every poll
@@ -114,8 +116,10 @@ class Scheduler:
         # breaks exact ties.
         self._heap: list[tuple[float, Job[Any]]] = []
         # (deadline, job) of the jobs that have one: only read while every slot is
-        # busy, to fail on time the jobs a backlog holds past their deadline.
+        # busy, to fail on time the jobs a backlog holds past their deadline. Entries
+        # of finished jobs are dropped in sweeps (``_forget_finished``).
         self._deadlines: list[tuple[float, Job[Any]]] = []
+        self._sweep_at = _SWEEP_AT_LEAST
         self.limiter = anyio.CapacityLimiter(max_in_flight)
         self._tg: TaskGroup | None = None
         self._wake: anyio.Event | None = None
@@ -184,6 +188,8 @@ class Scheduler:
         job.resumed = first_poll_now
         job.deadline = now + deadline if deadline is not None else math.inf
         if deadline is not None:
+            if len(self._deadlines) >= self._sweep_at:
+                self._forget_finished()
             heapq.heappush(self._deadlines, (job.deadline, job))
         job.attempt = 0
         first = 0.0 if first_poll_now else self._next_delay(job, now, None)
@@ -209,8 +215,10 @@ class Scheduler:
 
     async def _drive(self) -> None:
         heap = self._heap
+        job: Job[Any] | None = None
         while True:
             if not heap:
+                job = None  # idle: hold on to no job (nor its result)
                 await self._sleep_until(math.inf)
                 continue
             job = heap[0][1]
@@ -265,6 +273,19 @@ class Scheduler:
                 continue
             self._deadline_exceeded(job, "no request slot was free for its last poll in time")
 
+    def _forget_finished(self) -> None:
+        """Drop the deadline entries of jobs that are over.
+
+        ``_expire_overdue`` pops entries only while every slot is busy, so a client that
+        is never saturated (most web services) would keep every job it ever watched,
+        result and all. Swept when the engine falls idle, and whenever the entries have
+        doubled since the last sweep: each entry is looked at O(1) times, amortised.
+        """
+        deadlines = self._deadlines
+        deadlines[:] = [entry for entry in deadlines if not entry[1].done()]
+        heapq.heapify(deadlines)
+        self._sweep_at = max(_SWEEP_AT_LEAST, 2 * len(deadlines))
+
     def _held(self, job: Job[Any], now: float) -> bool:
         """True (and the job moved) if its channel is paused by a throttle now."""
         channel = job.channel
@@ -318,6 +339,8 @@ class Scheduler:
             self.limiter.release_on_behalf_of(token)
             if self._worker_free is not None:
                 self._worker_free.set()
+            if not self._workers and not self._heap and self._deadlines:
+                self._forget_finished()  # idle: nothing watched is pending
 
     async def _step(self, job: Job[Any]) -> None:
         """One poll of ``job`` (and the result fetch, if the poll says it is done)."""
