@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -425,7 +426,10 @@ def test_two_runs_on_one_journal_pay_once_per_domain(
     common += ["--poll-scale", str(SCALE), "-q"]
     outs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     runs = [_start([*common, "-o", str(out)], _env()) for out in outs]
-    errs = [run.communicate(timeout=180)[1] for run in runs]
+    # Both drained at once: a run blocked on a full stderr pipe while the other is read
+    # would hold its claims and stall the other.
+    with ThreadPoolExecutor() as pool:
+        errs = list(pool.map(lambda run: run.communicate(timeout=180)[1], runs))
     for run, err in zip(runs, errs, strict=True):
         assert run.returncode in (0, 1), err
     for out in outs:

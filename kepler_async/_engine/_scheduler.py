@@ -62,7 +62,8 @@ _ONCE = RetryPolicy(attempts=1)
 #: ``DeadlineExceeded`` comes at most about 0.2 s late (benchmarks/deadlines.py).
 DEADLINE_GRACE = 0.15
 _EXPIRY_CHECK = 0.05
-#: Deadline entries kept before the first sweep of finished jobs' (``_forget_finished``).
+#: How many deadline entries may pile up before finished jobs' are swept out
+#: (``_forget_finished``).
 _SWEEP_AT_LEAST = 256
 #: The longest a poll worker runs polls back to back before it lets the event loop
 #: turn (an in-process transport answers without ever yielding; a network transport
