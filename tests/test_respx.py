@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 import httpx
 import pytest
@@ -12,23 +10,9 @@ from respx.models import AllMockedAssertionError
 
 import kepler_async as ka
 from kepler_async import AsyncKepler
-from kepler_async.deepidv import AsyncDeepidv
-from kepler_async.deepidv._client import DEFAULT_BASE_URL as DEEPIDV_URL
-from kepler_async.midlyr import AsyncMidLyr
-from kepler_async.midlyr._client import DEFAULT_BASE_URL as MIDLYR_URL
-from kepler_async.parsetx import AsyncParseTx
-from kepler_async.parsetx._client import DEFAULT_BASE_URL as PARSETX_URL
-from kepler_async.testing import (
-    DEEPIDV_KEY,
-    LIVE_KEY,
-    MIDLYR_KEY,
-    PARSETX_KEY,
-    DeepidvSimulator,
-    KeplerSimulator,
-    MidLyrSimulator,
-    ParseTxSimulator,
-)
+from kepler_async.testing import LIVE_KEY, KeplerSimulator
 
+from .apis import API_NAMES, APIS
 from .backends import VIRTUAL
 
 virtual_time = pytest.mark.asyncio(loop_factories=[VIRTUAL])
@@ -66,33 +50,20 @@ async def test_another_base_url_can_be_routed(respx_mock: respx.MockRouter) -> N
         assert (await kepler.usage()).tier == ka.Tier.ENTERPRISE
 
 
-@pytest.mark.parametrize(
-    ("make_sim", "client_type", "key", "url"),
-    [
-        (DeepidvSimulator, AsyncDeepidv, DEEPIDV_KEY, DEEPIDV_URL),
-        (MidLyrSimulator, AsyncMidLyr, MIDLYR_KEY, MIDLYR_URL),
-        (ParseTxSimulator, AsyncParseTx, PARSETX_KEY, PARSETX_URL),
-    ],
-    ids=["deepidv", "midlyr", "parsetx"],
-)
+@pytest.mark.parametrize("name", API_NAMES)
 @virtual_time
-async def test_vendor_simulators_answer_their_apis_real_base_url(
-    respx_mock: respx.MockRouter, make_sim: Any, client_type: Any, key: str, url: str
+async def test_each_simulator_answers_its_apis_real_base_url(
+    respx_mock: respx.MockRouter, name: str
 ) -> None:
-    sim = make_sim(clock=anyio.current_time, failure_rate=0)
-    assert sim.api_base_url == url
+    api = APIS[name]
+    sim = api.make_sim()
+    assert sim.api_base_url == api.client_class._default_base_url
     route = sim.mock(respx_mock)
-    async with client_type(key) as client:
-        if client_type is AsyncDeepidv:
-            result = await client.screen_adverse_media(
-                first_name="Ada", last_name="Lovelace", date_of_birth="1815-12-10"
-            )
-        elif client_type is AsyncMidLyr:
-            result = await client.screen("0% APR forever")
-        else:
-            result = await client.enrich(["AMZN Mktp US"])
-    assert result is not None
+    async with api.client_class(api.key) as client:  # the real base URL, no transport
+        handle = await api.submit(client, 0, journal=False)
+        assert await handle is not None
     assert route.call_count >= 2  # the submit and at least one poll
+    assert api.jobs_started(sim) == 1
 
 
 def test_mock_needs_a_respx_router() -> None:

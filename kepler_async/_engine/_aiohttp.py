@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, NoReturn
 
 import aiohttp
@@ -28,7 +28,7 @@ from yarl import URL
 
 from kepler_async._constants import DEFAULT_CONNECT_TIMEOUT
 
-__all__ = ["AiohttpWire", "WireAnswer"]
+__all__ = ["AiohttpAnswer", "AiohttpWire"]
 
 
 def _as_httpx_error(error: BaseException) -> httpx.HTTPError | httpx.InvalidURL | None:
@@ -81,9 +81,9 @@ def _reraise(error: BaseException) -> NoReturn:
 _FAILURES = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
-class WireAnswer:
-    """A status, headers and a body read by the caller's rules (the interface
-    ``HttpBoundary`` reads every wire's answers through)."""
+class AiohttpAnswer:
+    """An aiohttp response as a ``_http.WireAnswer``: status and headers, the body read
+    by the caller's rules."""
 
     __slots__ = ("_response", "headers", "status")
 
@@ -105,7 +105,7 @@ class WireAnswer:
         except _FAILURES as error:
             _reraise(error)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Decoded chunks (aiohttp decompresses as it reads)."""
         try:
             async for chunk in self._response.content.iter_chunked(64 * 1024):
@@ -183,7 +183,7 @@ class AiohttpWire:
         json_body: Any,
         headers: Mapping[str, str] | None,
         fresh: bool = False,
-    ) -> WireAnswer:
+    ) -> AiohttpAnswer:
         """Send one request; return the answer with its body unread (the caller reads
         it and calls ``close()``). Redirects are never followed. Transport failures
         come out as httpx exceptions (see the module). ``fresh``: on a new connection
@@ -215,7 +215,7 @@ class AiohttpWire:
             )
         except _FAILURES as error:
             _reraise(error)
-        return WireAnswer(response)
+        return AiohttpAnswer(response)
 
     async def aclose(self) -> None:
         sessions = [s for s in (self._session, self._fresh) if s is not None]

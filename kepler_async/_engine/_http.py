@@ -22,9 +22,9 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from json import loads as json_loads
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 import attrs
@@ -50,6 +50,9 @@ from kepler_async._policies import RetryPolicy
 from kepler_async._serde import excerpt, parse_json
 
 from ._secrets import register_secret, scrub_error
+
+if TYPE_CHECKING:
+    from ._aiohttp import AiohttpWire
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -89,13 +92,53 @@ def default_http_backend() -> str:
     return check_http_backend(chosen, name=HTTP_BACKEND_ENV)
 
 
+class WireAnswer(Protocol):
+    """An answer as a wire gives it: status and headers read, the body not yet (the
+    boundary reads it by its own limits)."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    @property
+    def declared_plain_size(self) -> int | None:
+        """Content-Length, when the body is sent as is (not compressed)."""
+
+    async def read(self) -> bytes:
+        """The whole body (its declared size was checked first)."""
+
+    def chunks(self) -> AsyncGenerator[bytes, None]:
+        """The body in decoded chunks."""
+
+    def drop(self) -> None:
+        """Give up the connection without reading the rest."""
+
+    async def close(self) -> None:
+        """Release the answer (its connection back to the pool, or closed)."""
+
+
+class Wire(Protocol):
+    """What sends the boundary's requests (httpx's client, or aiohttp's); failures are
+    raised as httpx exceptions."""
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        fresh: bool = False,
+    ) -> WireAnswer: ...
+
+
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _KEEP_IDLE = 20
 
 
 def _aiohttp_wire(
     *, base_url: str, timeout: float, max_connections: int, api_key: str, auth_header: str
-) -> Any:
+) -> AiohttpWire:
     """The aiohttp wire; a ConfigurationError where aiohttp is not installed."""
     try:
         from ._aiohttp import AiohttpWire
@@ -212,7 +255,7 @@ class HttpBoundary:
     _rand: Callable[[], float] = attrs.field(default=random.random, repr=False)
     _closed: bool = False
     #: aiohttp (extra `aiohttp`) when it may send; it does on asyncio only.
-    _wire: Any = attrs.field(default=None, repr=False)
+    _wire: AiohttpWire | None = attrs.field(default=None, repr=False)
     _use_wire: bool | None = attrs.field(default=None, init=False)
     _httpx: _HttpxWire = attrs.field(init=False, repr=False)
 
@@ -403,7 +446,7 @@ class HttpBoundary:
     ) -> Reply:
         if self._use_wire is None:  # decided once: a client runs on one event loop
             self._use_wire = self._wire is not None and sniffio.current_async_library() == "asyncio"
-        wire = self._wire if self._use_wire else self._httpx
+        wire: Wire = self._wire if self._use_wire and self._wire is not None else self._httpx
         try:
             answer = await wire.exchange(
                 method,
@@ -424,7 +467,7 @@ class HttpBoundary:
             raise map_httpx_error(error, method=method, path=path, billed=billed) from error
         return self._interpret(status, answer.headers, raw, method, path)
 
-    async def _read_body(self, answer: Any, limit: int, method: str, path: str) -> bytes:
+    async def _read_body(self, answer: WireAnswer, limit: int, method: str, path: str) -> bytes:
         """The body, at most ``limit`` bytes once decoded and within ``timeout``
         seconds in all; a longer or slower one is refused (the connection dropped)
         before it fills memory or holds the caller."""
@@ -490,7 +533,7 @@ class HttpBoundary:
 
 
 class _HttpxAnswer:
-    """An httpx response behind the interface of ``_aiohttp.WireAnswer``."""
+    """An httpx response as a ``WireAnswer``."""
 
     __slots__ = ("_response", "headers", "status")
 
@@ -508,8 +551,10 @@ class _HttpxAnswer:
     async def read(self) -> bytes:
         return await self._response.aread()
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self._response.aiter_bytes()  # decoded
+    def chunks(self) -> AsyncGenerator[bytes, None]:
+        # Decoded. httpx types it as an iterator; it is a generator, which the caller
+        # closes (a wrapper would leave it to the garbage collector).
+        return cast("AsyncGenerator[bytes, None]", self._response.aiter_bytes())
 
     def drop(self) -> None:
         """Nothing to do: ``close()`` drops a connection whose body was not read."""

@@ -18,7 +18,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kepler_async._kepler._config import DEFAULT_BASE_URL
 
@@ -88,6 +88,9 @@ UNAUTHORIZED = error(401, "unauthorized", "missing or invalid X-API-Key")
 
 class KeplerSimulator(FaultsMixin, KeplerReads):
     """A faithful, deterministic stand-in for the Kepler API (see the module docstring)."""
+
+    #: Where the real API lives: what ``mock()`` routes by default (as on every simulator).
+    api_base_url: ClassVar[str] = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -183,7 +186,7 @@ class KeplerSimulator(FaultsMixin, KeplerReads):
 
         return create_app(self)
 
-    def mock(self, router: Any, *, base_url: str = DEFAULT_BASE_URL) -> Any:
+    def mock(self, router: Any, *, base_url: str | None = None) -> Any:
         """Answer from this simulator every request a respx router catches under
         ``base_url`` (the real API's by default), cold jobs included::
 
@@ -196,7 +199,7 @@ class KeplerSimulator(FaultsMixin, KeplerReads):
         """
         from ._respx import route_to_app
 
-        return route_to_app(router, self.create_app(), base_url)
+        return route_to_app(router, self.create_app(), base_url or self.api_base_url)
 
     # --- time -------------------------------------------------------------------------
 
