@@ -15,6 +15,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import httpx
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 import kepler_async as ka
@@ -370,6 +372,107 @@ async def test_a_429_pauses_all_polling_until_retry_after(
     assert polls_after
     assert min(polls_after) >= paused_at + 30 - 0.01
     assert kepler.statistics().throttle_pauses == 1
+
+
+class _SpinGuard:
+    """The scheduler's clock, failing loudly once it is read at one instant so often
+    that the scheduler can only be spinning (time stands still while a loop never
+    yields, on virtual time as on a real clock read in a tight loop)."""
+
+    LIMIT = 100_000
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.last = math.nan
+        self.reads = 0
+
+    def __call__(self) -> float:
+        now = self.clock()
+        if now == self.last:
+            self.reads += 1
+            if self.reads > self.LIMIT:
+                raise AssertionError(f"the scheduler spins: {self.reads} clock reads at {now}")
+        else:
+            self.last, self.reads = now, 0
+        return now
+
+
+async def test_a_pause_ending_a_hair_after_a_due_poll_is_waited_out_not_spun_on(
+    sim: KeplerSimulator, tap: Tap
+) -> None:
+    """A request-scoped 429 whose pause ends 0.5 ms after another job's poll is due:
+    the scheduler once held that job again and again at the same instant, forever."""
+    exact = PollPolicy(first_delay=20, interval=4, multiplier=1.0, cap=4, jitter=0.0, deadline=180)
+    client = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=tap, poll_policy=exact)
+    async with client as kepler:
+        scheduler = kepler.engine.scheduler
+        scheduler.clock = _SpinGuard(scheduler.clock)
+        sim.script("a.com", duration=60)
+        sim.script("b.com", duration=60)
+        start = anyio.current_time()
+        first = await kepler.submit("a.com")  # first poll due at start + 20
+        await anyio.sleep(9.9995)
+        second = await kepler.submit("b.com")  # first poll due at start + 29.9995
+        await anyio.sleep(19.5 - 9.9995)
+        sim.add_fault(
+            "status", path="/v1/jobs/", status=429, code="rate limited", retry_after=10, times=1
+        )
+        # a.com's poll at start + 20 meets the 429: every request waits until start + 30.
+        assert (await first).domain == "a.com"
+        assert (await second).domain == "b.com"
+    polls = [t - start for t, _, _, path in tap.log if path.startswith("/v1/jobs/")]
+    assert polls[0] == pytest.approx(20)
+    assert min(polls[1:]) >= 30 - 0.001  # nothing went out during the pause
+    assert kepler.statistics().throttle_pauses == 1
+
+
+class _PausedChannel:
+    """Just what the scheduler reads of a channel to hold a job; counts the reads."""
+
+    def __init__(self, paused_until: float) -> None:
+        self._paused_until = paused_until
+        self.reads = 0
+
+    @property
+    def paused_until(self) -> float:
+        self.reads += 1
+        if self.reads > 1000:
+            raise AssertionError("the scheduler keeps looking at one paused channel")
+        return self._paused_until
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    due=st.floats(-0.003, 0.003),
+    pause_end=st.floats(-0.003, 0.003),
+    deadline=st.one_of(st.just(math.inf), st.floats(-0.003, 0.003)),
+    jobs=st.integers(1, 4),
+)
+def test_popping_due_work_always_makes_progress(
+    due: float, pause_end: float, deadline: float, jobs: int
+) -> None:
+    """Due times, pause ends and deadlines within a few ms of now, in any order: one
+    ``_pop_due`` returns; popping until it says "nothing due" hands out each job at
+    most once, and what stays in the heap is not due now."""
+    from kepler_async._engine._handle import Job
+    from kepler_async._engine._scheduler import _EARLY, Scheduler
+
+    now = 1000.0
+    scheduler = Scheduler(max_in_flight=1)
+    scheduler.clock = lambda: now
+    settled: list[Job[Any]] = []
+    scheduler._settle = lambda job, **_: settled.append(job)  # type: ignore[method-assign]
+    channel = _PausedChannel(now + pause_end)
+    for i in range(jobs):
+        job: Job[Any] = Job(f"job-{i}", None, channel)  # type: ignore[arg-type]
+        job.deadline = now + deadline
+        scheduler._push(job, min(now + due + i * 0.0004, job.deadline))
+    popped = [job for _ in range(jobs + 1) if (job := scheduler._pop_due()) is not None]
+    assert scheduler._pop_due() is None
+    if popped:
+        assert channel._paused_until <= now + _EARLY  # handed out only when not paused
+    assert len(popped) + len(settled) + len(scheduler._heap) == jobs
+    assert all(when > now + _EARLY for when, _ in scheduler._heap)
 
 
 async def test_a_401_fails_every_pending_handle(kepler: AsyncKepler, sim: KeplerSimulator) -> None:

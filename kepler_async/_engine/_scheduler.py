@@ -288,11 +288,16 @@ class Scheduler:
         self._sweep_at = max(_SWEEP_AT_LEAST, 2 * len(deadlines))
 
     def _held(self, job: Job[Any], now: float) -> bool:
-        """True (and the job moved) if its channel is paused by a throttle now."""
+        """True (and the job moved) if its channel is paused by a throttle now.
+
+        "Now" has the tolerance "due" has (``_EARLY``): a pause that ends within it is
+        over, so a held job always moves past ``now + _EARLY`` and the loops that pop
+        due work make progress (a pause ending a hair after a due poll once spun them).
+        """
         channel = job.channel
         assert channel is not None
         paused_until = channel.paused_until
-        if paused_until <= now:
+        if paused_until <= now + _EARLY:
             return False
         heapq.heappop(self._heap)
         if job.deadline <= now + _EARLY:
