@@ -467,7 +467,7 @@ def test_popping_due_work_always_makes_progress(
         job: Job[Any] = Job(f"job-{i}", None, channel)  # type: ignore[arg-type]
         job.deadline = now + deadline
         scheduler._push(job, min(now + due + i * 0.0004, job.deadline))
-    popped = [job for _ in range(jobs + 1) if (job := scheduler._pop_due()) is not None]
+    popped = [one for _ in range(jobs + 1) if (one := scheduler._pop_due()) is not None]
     assert scheduler._pop_due() is None
     if popped:
         assert channel._paused_until <= now + _EARLY  # handed out only when not paused

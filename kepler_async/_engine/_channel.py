@@ -132,14 +132,24 @@ class EngineStatistics:
 class _Flight:
     """One submit in progress, shared by every caller with the same submission key."""
 
-    __slots__ = ("_done", "error", "job")
+    __slots__ = ("_done", "error", "job", "request", "sent")
 
-    def __init__(self) -> None:
+    def __init__(self, request: Request) -> None:
         self._done = anyio.Event()
+        self.request = request
         self.job: Job[Any] | None = None
         self.error: BaseException | None = None
+        #: True once the request may be on its way to the API.
+        self.sent = False
+
+    def done(self) -> bool:
+        return self._done.is_set()
 
     def finish(self, job: Job[Any] | None, error: BaseException | None) -> None:
+        """End the flight for its callers; the first end counts (closing may come
+        before the submit's own task ends it, or instead of it)."""
+        if self._done.is_set():
+            return
         self.job, self.error = job, error
         self._done.set()
 
@@ -160,6 +170,16 @@ def _unreadable(request: Request, error: Exception) -> KeplerError:
     return SubmitUncertain(
         f"the answer to {request.method} {request.path} could not be read ({text}); it may "
         "have started a job, so it was not sent again",
+        method=request.method,
+        path=request.path,
+        request_sent=True,
+    )
+
+
+def _cut_off_in_flight(request: Request) -> SubmitUncertain:
+    """The error of a submit that the client's closing cut off after it was sent."""
+    return SubmitUncertain(
+        "the client closed while the submit was in flight; it may have started a job",
         method=request.method,
         path=request.path,
         request_sent=True,
@@ -251,13 +271,18 @@ class Channel(Generic[R]):
                     continue  # another task or process is submitting it: look again
                 if isinstance(known, JobHandle):
                     return known
-            flight = _Flight()
+            flight = _Flight(request)
             self._flights[key] = flight
             args = (request, key, subject, deadline, journal_key, flight)
             if inline:
                 await self._post(*args)
             else:
-                self.engine.scheduler.start_soon(self._post, *args)
+                try:
+                    self.engine.scheduler.start_soon(self._post, *args)
+                except BaseException as exc:  # the engine stopped meanwhile
+                    self._flights.pop(key, None)
+                    flight.finish(None, exc)
+                    raise
             break
         return self.handle(await flight.wait(), deadline)
 
@@ -282,7 +307,7 @@ class Channel(Generic[R]):
                     # never unknown (the claim, in ``_replay``, sent nothing yet).
                     with anyio.CancelScope(shield=True):
                         await self.journal.record_sending(self.dialect.name, journal_key)
-                sent = True
+                sent = flight.sent = True
                 reply = await self.http.request(
                     request.method,
                     request.path,
@@ -356,16 +381,12 @@ class Channel(Generic[R]):
                 error = ClientClosed("the client closed before the submit was sent")
                 await self._forget_intent(journal_key)
                 raise
-            error = SubmitUncertain(
-                "the client closed while the submit was in flight; it may have started a job",
-                method=request.method,
-                path=request.path,
-                request_sent=True,
-            )
+            error = _cut_off_in_flight(request)
             await self._record_uncertain(journal_key, subject)
             raise
         finally:
-            self._flights.pop(key, None)
+            if self._flights.get(key) is flight:
+                del self._flights[key]
             flight.finish(job, error)
 
     async def _forget_intent(self, journal_key: str | None) -> None:
@@ -487,6 +508,9 @@ class Channel(Generic[R]):
 
     def _watch(self, job: Job[R], deadline: float | None, *, first_poll_now: bool) -> None:
         assert job.job_id is not None
+        if self.closed:  # an answer that came in as the client closed: nobody polls now
+            job.finish("failed", None, ClientClosed("the client was closed", job_id=job.job_id))
+            return
         self._jobs[job.job_id] = job
         self.engine.scheduler.watch(job, deadline, first_poll_now=first_poll_now)
 
@@ -541,6 +565,14 @@ class Channel(Generic[R]):
         then tell whoever asked (``on_close``)."""
         self.closed = True
         self.fail_all(lambda job: ClientClosed("the client was closed", job_id=job.job_id))
+        # Callers of a submit whose task may never run again (cancelled with the
+        # engine, even before its first step) are answered now.
+        flights, self._flights = self._flights, {}
+        for flight in flights.values():
+            if flight.sent:
+                flight.finish(None, _cut_off_in_flight(flight.request))
+            else:
+                flight.finish(None, ClientClosed("the client closed before the submit was sent"))
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             try:

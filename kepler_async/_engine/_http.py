@@ -563,6 +563,36 @@ class _HttpxAnswer:
         await self._response.aclose()
 
 
+class _Body(httpx.AsyncByteStream):
+    """A request body, iterated without an async generator (httpx's own is one): a
+    request cancelled while its body is written, as closing the client does, leaves no
+    half-run generator for the garbage collector (trio warns about each)."""
+
+    __slots__ = ("_chunk",)
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk = chunk
+
+    def __aiter__(self) -> _Chunks:
+        return _Chunks(self._chunk)
+
+
+class _Chunks:
+    __slots__ = ("_chunk",)
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk: bytes | None = chunk
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk, self._chunk = self._chunk, None
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+
 class _HttpxWire:
     """Requests by an httpx client: ours (the headers are set on it once) or the
     caller's (left as it is: the headers go with each request)."""
@@ -592,6 +622,7 @@ class _HttpxWire:
         request = self._client.build_request(
             method, url, params=params, json=json_body, headers=headers or self._headers
         )
+        request.stream = _Body(request.content)
         # Never follow a redirect, whoever built the httpx client: the key header would
         # go along to wherever it points.
         response = await self._client.send(request, stream=True, follow_redirects=False)
