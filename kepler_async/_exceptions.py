@@ -22,6 +22,7 @@ Every failure the library raises is a ``KeplerError``::
     │   ├── PipelineAborted
     │   └── NoScoreRecord
     ├── DeadlineExceeded (job_id, subject)
+    │   └── SubmitHeldElsewhere (owner, journal_key)
     ├── PollingCancelled (job_id)
     ├── JobNotDone (job_id; also a RuntimeError)
     ├── ProtocolError (malformed body, missing field, foreign score_url)
@@ -67,6 +68,7 @@ __all__ = [
     "RateLimited",
     "SandboxOnly",
     "ServerError",
+    "SubmitHeldElsewhere",
     "SubmitInDoubt",
     "SubmitUncertain",
     "TransportError",
@@ -266,6 +268,19 @@ class DeadlineExceeded(_AboutAJob):
         super().__init__(message)
         self.job_id = job_id
         self.subject = subject
+
+
+class SubmitHeldElsewhere(DeadlineExceeded):
+    """The caller's deadline came while another process (``owner``, ``host/pid/nonce``)
+    held the journal's claim to submit this input. Nothing was sent here; that process
+    goes on and writes the outcome to the journal, where a later call finds it."""
+
+    def __init__(
+        self, message: str, *, subject: str | None, owner: str | None, journal_key: str
+    ) -> None:
+        super().__init__(message, job_id=None, subject=subject)
+        self.owner = owner
+        self.journal_key = journal_key
 
 
 # --- everything else ------------------------------------------------------------------

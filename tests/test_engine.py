@@ -9,6 +9,7 @@ import sys
 import time
 
 import anyio
+import anyio.to_thread
 import pytest
 
 import kepler_async as ka
@@ -204,18 +205,29 @@ async def test_aclose_is_bounded_even_if_the_journal_hangs(tmp_path: object) -> 
     import threading
     from pathlib import Path
 
-    from kepler_async._engine._channel import JOURNAL_WRITE_BOUND
+    from kepler_async._engine._backlog import WRITE_BOUND as JOURNAL_WRITE_BOUND
 
     release = threading.Event()
 
     class HungDisk(ka.SQLiteJobStore):
-        def _run(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Statements run on the loop's thread (virtual time jumps while a thread
+        works), but the outcome's write, in a thread, never comes back."""
+
+        async def _call(
+            self, sql: str, params: tuple[object, ...] = ()
+        ) -> list[tuple[object, ...]]:
             if sql.startswith("INSERT INTO jobs") and "'done'" in sql:
-                release.wait(30)  # the disk never answers (until the test ends)
-            return super()._run(sql, params)
+                return await anyio.to_thread.run_sync(
+                    self._hang, sql, params, abandon_on_cancel=True
+                )
+            return await super()._call(sql, params)
+
+        def _hang(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+            release.wait(30)  # the disk never answers (until the test ends)
+            return self._run(sql, params)
 
     server = FakeServer()
-    store = HungDisk(Path(str(tmp_path)) / "j.db")
+    store = HungDisk(Path(str(tmp_path)) / "j.db", threaded=False)
     client = fake_client(server, journal=store)
     try:
         async with client:

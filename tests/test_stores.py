@@ -173,14 +173,27 @@ async def test_two_clients_on_one_store_submit_a_domain_once(make_store: StoreFa
 
 @pytest.mark.asyncio
 async def test_an_unreachable_database_names_host_and_port_never_the_password() -> None:
+    """Refused is an outage (retry later), not a configuration error."""
     store = PostgresJobStore("postgresql://app:hunter2@127.0.0.1:9/jobs")
     kepler = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, journal=store)
-    with pytest.raises(ka.ConfigurationError) as info:
+    with pytest.raises(ka.JournalUnavailable) as info:
         async with kepler:
             pass
+    assert not isinstance(info.value, ka.ConfigurationError)
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
     assert "127.0.0.1:9" in str(info.value)
     assert "hunter2" not in str(info.value)
     assert "hunter2" not in repr(store)
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_database_is_a_configuration_error(postgres_dsn: str) -> None:
+    store = PostgresJobStore(postgres_dsn.rsplit("/", 1)[0] + "/no_such_database")
+    with pytest.raises(ka.JournalError) as info:
+        await bound(store)
+    assert "no_such_database" in str(info.value)
+    assert type(info.value.__cause__).__name__ == "InvalidCatalogNameError"
+    await store.aclose()
 
 
 @pytest.mark.asyncio

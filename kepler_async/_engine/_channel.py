@@ -31,18 +31,22 @@ from kepler_async._exceptions import (
     APIError,
     AuthenticationError,
     ClientClosed,
+    DeadlineExceeded,
     JobFailed,
     KeplerError,
     ProtocolError,
     RateLimited,
+    SubmitHeldElsewhere,
     SubmitUncertain,
     TransportError,
 )
 from kepler_async._policies import PollPolicy
 
+from ._backlog import WRITE_BOUND as JOURNAL_WRITE_BOUND
+from ._backlog import JournalBacklog
 from ._handle import Job, JobHandle
 from ._http import HttpBoundary, Redirected
-from ._journal import JobStore, JournalEntry
+from ._journal import JobStore, JournalEntry, JournalUnavailable
 from ._protocol import Accepted, Done, JobApi, Request
 
 if TYPE_CHECKING:
@@ -54,8 +58,6 @@ logger = logging.getLogger("kepler_async")
 
 R = TypeVar("R")
 
-#: How long ``aclose()`` lets a journal write finish before giving up on it (seconds).
-JOURNAL_WRITE_BOUND = 5.0
 #: How long a claim to submit a key holds without an answer (seconds): past it, other
 #: processes treat that submit as in doubt.
 CLAIM_LEASE = 120.0
@@ -217,6 +219,8 @@ class Channel(Generic[R]):
         self._flights: dict[Hashable, _Flight] = {}
         self._on_close: list[Callable[[], None]] = []
         self._sharing = False  # said once that the journal is shared
+        #: Journal writes that wait for the journal to come back (an outage).
+        self._backlog = JournalBacklog(dialect.name, engine.scheduler.start_soon)
         self.closed = False
         engine._attach(self)
 
@@ -256,6 +260,7 @@ class Channel(Generic[R]):
         """
         self._check_open()
         await self.engine.started()
+        until = math.inf if deadline is None else anyio.current_time() + deadline
         key = self.dialect.submission_key(request)
         while True:
             job = self._by_key.get(key)
@@ -265,7 +270,7 @@ class Channel(Generic[R]):
             if flight is not None:
                 break
             if self.journal is not None and journal_key is not None:
-                known = await self._replay(journal_key, subject, deadline)
+                known = await self._replay(journal_key, subject, deadline, until)
                 if known is _WAIT:
                     self._check_open()
                     continue  # another task or process is submitting it: look again
@@ -304,9 +309,9 @@ class Channel(Generic[R]):
             try:
                 if self.journal is not None and journal_key is not None:
                     # Write-ahead: from here on a crash leaves the submit in doubt,
-                    # never unknown (the claim, in ``_replay``, sent nothing yet).
-                    with anyio.CancelScope(shield=True):
-                        await self.journal.record_sending(self.dialect.name, journal_key)
+                    # never unknown (the claim, in ``_replay``, sent nothing yet). A
+                    # journal that cannot take it now means: not sent.
+                    await self._mark_sending(journal_key)
                 sent = flight.sent = True
                 reply = await self.http.request(
                     request.method,
@@ -342,10 +347,10 @@ class Channel(Generic[R]):
                     job = existing
                 else:
                     if self.journal is not None and journal_key is not None:
-                        with anyio.CancelScope(shield=True):  # written before acted on
-                            await self.journal.record_submitted(
-                                self.dialect.name, journal_key, state.job_id, subject=subject
-                            )
+                        # Written before acted on; if the journal is away now, the job
+                        # is watched all the same (its id is not lost) and the write
+                        # waits in the backlog (the key stays in doubt meanwhile).
+                        await self._record_submitted(journal_key, state.job_id, subject)
                     job = Job(state.job_id, state.subject or subject, self)
                     job.key = key
                     self.counters.jobs_started += 1
@@ -389,17 +394,56 @@ class Channel(Generic[R]):
                 del self._flights[key]
             flight.finish(job, error)
 
+    # --- journal writes (each bounded; one that fails waits in the backlog) -----------
+
+    async def _mark_sending(self, journal_key: str) -> None:
+        """Record that the claimed submit goes out now, or raise ``JournalUnavailable``
+        (and send nothing): a submit the journal does not know of could be paid twice."""
+        journal = self.journal
+        assert journal is not None
+        try:
+            with anyio.fail_after(JOURNAL_WRITE_BOUND, shield=True):
+                await journal.record_sending(self.dialect.name, journal_key)
+        except Exception as exc:
+            await self._forget_intent(journal_key)  # the claim: now or once it is back
+            if isinstance(exc, JournalUnavailable):
+                raise
+            raise JournalUnavailable(
+                f"journal {journal!r}: the submit of {journal_key} could not be recorded "
+                f"({type(exc).__name__}), so it was not sent"
+            ) from exc
+
+    async def _record_submitted(self, journal_key: str, job_id: str, subject: str | None) -> None:
+        journal = self.journal
+        assert journal is not None
+        api = self.dialect.name
+
+        async def write() -> None:
+            await journal.record_submitted(api, journal_key, job_id, subject=subject)
+
+        await self._backlog.write(journal_key, f"the job id {job_id}", write)
+
     async def _forget_intent(self, journal_key: str | None) -> None:
-        if self.journal is None or journal_key is None:
+        journal = self.journal
+        if journal is None or journal_key is None:
             return
-        with anyio.move_on_after(JOURNAL_WRITE_BOUND, shield=True):
-            await self.journal.forget_intent(self.dialect.name, journal_key)
+        api = self.dialect.name
+
+        async def write() -> None:
+            await journal.forget_intent(api, journal_key)
+
+        await self._backlog.write(journal_key, "the end of a claim", write)
 
     async def _record_uncertain(self, journal_key: str | None, subject: str | None) -> None:
-        if self.journal is None or journal_key is None:
+        journal = self.journal
+        if journal is None or journal_key is None:
             return
-        with anyio.move_on_after(JOURNAL_WRITE_BOUND, shield=True):
-            await self.journal.record_uncertain(self.dialect.name, journal_key, subject=subject)
+        api = self.dialect.name
+
+        async def write() -> None:
+            await journal.record_uncertain(api, journal_key, subject=subject)
+
+        await self._backlog.write(journal_key, "a submit in doubt", write)
 
     # --- resuming and the journal -------------------------------------------------------
 
@@ -415,16 +459,23 @@ class Channel(Generic[R]):
         return self.handle(job, deadline)
 
     async def _replay(
-        self, journal_key: str, subject: str | None, deadline: float | None
+        self, journal_key: str, subject: str | None, deadline: float | None, until: float
     ) -> JobHandle[R] | object | None:
         """What the journal says of ``journal_key``: a handle (its result, its failure,
         its pending job resumed), None once this process holds the claim to submit it
-        (the intent written), or ``_WAIT`` while another task or process does."""
+        (the intent written), or ``_WAIT`` while another task or process does.
+
+        The waits for another's claim and for an earlier submit in doubt end at the
+        caller's deadline (``until``, loop time) with ``DeadlineExceeded``; whoever
+        can settle the key still does. A journal that cannot be read or written now
+        raises ``JournalUnavailable`` and nothing is sent.
+        """
         journal = self.journal
         assert journal is not None
         await journal.bind(base_url=self.http.base_url, fingerprint=self.fingerprint)
         api = self.dialect.name
-        claimed, entry = await journal.claim(api, journal_key, subject=subject, lease=CLAIM_LEASE)
+        await self._backlog.flush(journal_key)  # nothing older may overtake the claim
+        claimed, entry = await self._claim(journal_key, subject, take_over=False)
         if claimed:
             return None
         assert entry is not None
@@ -450,25 +501,64 @@ class Channel(Generic[R]):
                     journal,
                     entry.owner,
                 )
-            await anyio.sleep(CLAIM_POLL)  # its answer (or its end) will show
+            left = until - anyio.current_time()
+            if left <= 0:
+                raise SubmitHeldElsewhere(
+                    f"{api}: {journal_key} was still being submitted by "
+                    f"{'this process' if entry.owner == journal.owner else entry.owner} "
+                    "at this call's deadline (its claim in the journal holds until "
+                    f"{time.strftime('%H:%M:%S UTC', time.gmtime(entry.lease_until or 0))}); "
+                    "nothing was sent here, and its outcome will be in the journal",
+                    subject=subject,
+                    owner=entry.owner,
+                    journal_key=journal_key,
+                )
+            await anyio.sleep(min(CLAIM_POLL, left))  # its answer (or its end) will show
             return _WAIT
         if entry.state == "uncertain":
-            known = await self._after_uncertain(journal_key, subject, entry)
+            known = await self._after_uncertain(journal_key, subject, entry, until)
             if known is not None:
                 return known
-        claimed, _ = await journal.claim(
-            api, journal_key, subject=subject, lease=CLAIM_LEASE, take_over=True
-        )
+        claimed, _ = await self._claim(journal_key, subject, take_over=True)
         return None if claimed else _WAIT
 
+    async def _claim(
+        self, journal_key: str, subject: str | None, *, take_over: bool
+    ) -> tuple[bool, JournalEntry | None]:
+        """The journal's claim; one that fails leaves a claim it may have written to
+        be dropped (now, or once the journal is back, before this key is claimed again)."""
+        journal = self.journal
+        assert journal is not None
+        try:
+            return await journal.claim(
+                self.dialect.name,
+                journal_key,
+                subject=subject,
+                lease=CLAIM_LEASE,
+                take_over=take_over,
+            )
+        except Exception:
+            await self._forget_intent(journal_key)
+            raise
+
     async def _after_uncertain(
-        self, journal_key: str, subject: str | None, entry: JournalEntry
+        self, journal_key: str, subject: str | None, entry: JournalEntry, until: float
     ) -> JobHandle[R] | None:
         """An earlier submit of this key is in doubt: the client's rule decides (look
-        for its result, wait out the longest run, replay, or report it)."""
+        for its result, wait out the longest run, replay, or report it), within the
+        caller's deadline."""
         if self.in_doubt is None or entry.submitted_at is None:
             return None
-        result = await self.in_doubt(journal_key, subject, entry.submitted_at)
+        with anyio.move_on_after(until - anyio.current_time()) as waited:
+            result = await self.in_doubt(journal_key, subject, entry.submitted_at)
+        if waited.cancelled_caught:
+            raise DeadlineExceeded(
+                f"{self.dialect.name}: an earlier submit of {journal_key} is in doubt (its "
+                "answer never came) and its outcome was not known by this call's deadline; "
+                "nothing was sent again. A later call looks again",
+                job_id=None,
+                subject=subject,
+            )
         if result is None:
             return None
         job: Job[R] = Job.finished(None, subject, result=result)
@@ -487,18 +577,21 @@ class Channel(Generic[R]):
         api = self.dialect.name
 
         async def write() -> None:
-            with anyio.move_on_after(JOURNAL_WRITE_BOUND, shield=True):
-                error = job.error
-                if error is None:
-                    data = self.dialect.dump_result(job.result)  # type: ignore[arg-type]
-                    await journal.record_done(api, journal_key, job.job_id, data)
-                elif isinstance(error, JobFailed):
-                    await journal.record_failed(api, journal_key, job.job_id, error)
+            error = job.error
+            if error is None:
+                data = self.dialect.dump_result(job.result)  # type: ignore[arg-type]
+                await journal.record_done(api, journal_key, job.job_id, data)
+            elif isinstance(error, JobFailed):
+                await journal.record_failed(api, journal_key, job.job_id, error)
+
+        async def write_outcome() -> None:
+            # The caller has its outcome already; a journal that is away gets it later.
+            await self._backlog.write(journal_key, f"the outcome of job {job.job_id}", write)
 
         def on_done() -> None:
             if job.error is None or isinstance(job.error, JobFailed):
                 try:
-                    self.engine.scheduler.start_soon(write)
+                    self.engine.scheduler.start_soon(write_outcome)
                 except ClientClosed:
                     logger.warning("journal: the outcome of job %s was not written", job.job_id)
 

@@ -8,14 +8,16 @@ JSON data, or its failure). A client given a journal serves finished keys from i
 resumes pending jobs instead of submitting again, and submits only keys it never
 submitted (or whose job failed in a retryable way).
 
-``SQLiteJobStore`` is the one store today: SQLite in WAL mode; every write commits
-before it returns, off the event loop, in one worker thread at a time. A journal
+``SQLiteJobStore`` keeps it in SQLite in WAL mode: every write commits before it
+returns, off the event loop, in one worker thread at a time (``PostgresJobStore``, in
+``_postgres``, keeps the same records for several machines). A journal
 remembers the base URL and a fingerprint of the API key it was made with (never the
 key) and refuses any other. Schema 1 files (Kepler only) are upgraded in place.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -91,11 +93,15 @@ State = Literal["claimed", "pending", "done", "failed", "uncertain"]
 
 
 class JournalError(ConfigurationError):
-    """The journal file cannot be used: corrupt, newer, or made for another API or key."""
+    """The journal cannot be used as configured: a corrupt or newer file, a journal made
+    for another API or key, a bad DSN or password, a missing database."""
 
 
 class JournalUnavailable(KeplerError):
-    """The journal could not be written or read just now (not a configuration error)."""
+    """The journal could not be read or written just now (an outage, not a configuration
+    error): a database that is down or restarting, a dropped connection, a lock held too
+    long, a full disk. Nothing billed was sent for a submit that fails with it; trying
+    again once the journal is back is safe."""
 
 
 class JournalLocked(JournalUnavailable):
@@ -281,6 +287,8 @@ class SQLiteJobStore:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
             except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise JournalFull(f"journal {self._path}: the disk is full ({exc})") from exc
                 raise JournalError(f"journal {self._path} cannot be opened: {exc}") from None
             except sqlite3.DatabaseError as exc:
                 raise JournalError(
@@ -333,6 +341,9 @@ class SQLiteJobStore:
             except sqlite3.DatabaseError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                error = _sqlite_error(self._path, exc)
+                if isinstance(error, JournalUnavailable):  # locked, full: of the moment
+                    raise error from exc
                 raise JournalError(
                     f"{self._path} is not a usable journal ({exc}); it was left untouched"
                 ) from None
@@ -473,10 +484,13 @@ class SQLiteJobStore:
         return await anyio.to_thread.run_sync(self._claim_sync, *args, abandon_on_cancel=True)
 
     async def forget_intent(self, api: str, key: str) -> None:
-        """A claimed submit was refused for sure, or never sent: nothing started."""
+        """A claimed submit was refused for sure, or never sent: nothing started. Only
+        this store's own claim (or an unowned row) goes: written late, after an outage,
+        it must not undo another process's newer claim."""
         await self._call(
-            "DELETE FROM jobs WHERE api = ? AND key = ? AND state IN ('claimed', 'uncertain')",
-            (api, key),
+            "DELETE FROM jobs WHERE api = ? AND key = ? AND state IN ('claimed', 'uncertain') "
+            "AND (owner IS NULL OR owner = ?)",
+            (api, key, self.owner),
         )
 
     async def record_sending(self, api: str, key: str) -> None:

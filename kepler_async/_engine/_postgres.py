@@ -9,9 +9,11 @@ two machines never both submit a key. It needs the ``postgres`` extra (asyncpg):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
 from kepler_async._exceptions import ConfigurationError, JobFailed, KeplerError
@@ -20,10 +22,24 @@ from ._journal import (
     SCHEMA_VERSION,
     JournalEntry,
     JournalError,
+    JournalFull,
+    JournalLocked,
+    JournalUnavailable,
     check_meta,
     claimable,
     new_owner,
 )
+
+#: How long opening a connection may take before the journal counts as unavailable.
+CONNECT_TIMEOUT = 5.0
+#: How long one statement may take (a server that hangs is an outage, not a wait).
+STATEMENT_TIMEOUT = 10.0
+
+#: SQLSTATE classes of the moment: connection lost, too many connections or out of
+#: memory, a server shutting down or restarting, an I/O error, a serialization
+#: failure or deadlock. Anything else the server says is about the journal itself
+#: (a bad password, no such database, a table of another shape): a configuration error.
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
 
 __all__ = ["PostgresJobStore"]
 
@@ -37,7 +53,35 @@ def _where(dsn: str) -> str:
     """``host:port/database`` of a DSN, for messages: never the user or password."""
     parts = urllib.parse.urlsplit(dsn)
     host = parts.hostname or "localhost"
-    return f"{host}:{parts.port or 5432}{parts.path or ''}"
+    try:
+        port = parts.port or 5432
+    except ValueError:  # not a number: say so rather than echo it
+        port = "?"  # type: ignore[assignment]
+    return f"{host}:{port}{parts.path or ''}"
+
+
+def journal_error(exc: Exception, where: str) -> KeplerError:
+    """Our error for what asyncpg (or the socket under it) raised: ``JournalUnavailable``
+    (or ``JournalLocked``/``JournalFull``) for an outage, ``JournalError`` for a journal
+    that cannot work as configured. The caller chains ``exc`` as the cause."""
+    import asyncpg
+
+    name = type(exc).__name__
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        text = f"journal {where}: {exc.args[0] if exc.args else name} ({name}, {state})"
+        if state == "53100":
+            return JournalFull(text)
+        if state == "55P03":
+            return JournalLocked(text)
+        if state.startswith(_TRANSIENT_CLASSES):
+            return JournalUnavailable(text)
+        return JournalError(text)
+    if isinstance(exc, (asyncpg.ClientConfigurationError, asyncpg.DataError)):
+        return JournalError(f"journal {where}: {name}")
+    # Refused or dropped connections, timeouts, a connection closed in the middle of
+    # an operation or left in a state it cannot leave: all of the moment.
+    return JournalUnavailable(f"journal {where} is unavailable ({name})")
 
 
 class PostgresJobStore:
@@ -45,8 +89,11 @@ class PostgresJobStore:
 
     ``dsn`` is a ``postgresql://`` URL; ``prefix`` names the tables
     (``{prefix}jobs``, ``{prefix}meta``), so several journals can share a database.
-    The connection opens on first use (``async with`` of the client); a server that
-    cannot be reached is a ``ConfigurationError`` naming its host and port.
+    The connection opens on first use (``async with`` of the client). A server that
+    cannot be reached, or that goes away, raises ``JournalUnavailable`` naming its
+    host and port (never the password), and the store reconnects on its next use; a
+    bad password, a missing database or a journal of another API or key raises
+    ``JournalError``. Needs asyncio (asyncpg does not run on trio).
     """
 
     def __init__(self, dsn: str, *, prefix: str = "kepler_async_") -> None:
@@ -58,6 +105,7 @@ class PostgresJobStore:
         self._jobs = f"{prefix}jobs"
         self._meta = f"{prefix}meta"
         self._pool: Any = None
+        self._schema_ready = False
         self._bound: tuple[str, str] | None = None
         #: This store's identity in claims (``host/pid/nonce``).
         self.owner = new_owner()
@@ -67,7 +115,19 @@ class PostgresJobStore:
 
     # --- opening ------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        """Every failure of the database or the way to it, as our error (cause chained)."""
+        try:
+            yield
+        except KeplerError:
+            raise
+        except Exception as exc:
+            raise journal_error(exc, _where(self._dsn)) from exc
+
     async def _connect(self) -> Any:
+        """The pool, with the journal's tables made (both retried on the next use if
+        the server cannot be reached now)."""
         if self._pool is None:
             try:
                 import asyncpg
@@ -75,14 +135,18 @@ class PostgresJobStore:
                 raise ConfigurationError(
                     'PostgresJobStore needs asyncpg: pip install "kepler-async[postgres]"'
                 ) from None
-            try:
-                pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                raise ConfigurationError(
-                    f"cannot reach the PostgreSQL journal at {_where(self._dsn)} "
-                    f"({type(exc).__name__})"
-                ) from None
-            async with pool.acquire() as conn, conn.transaction():
+            async with self._errors():
+                # No floor of idle connections: a pool with one keeps reconnecting in
+                # the background while the server is down, logging each failure.
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=0,
+                    max_size=4,
+                    timeout=CONNECT_TIMEOUT,
+                    command_timeout=STATEMENT_TIMEOUT,
+                )
+        if not self._schema_ready:
+            async with self._errors(), self._pool.acquire() as conn, conn.transaction():
                 # Several processes start at once (uvicorn --workers): PostgreSQL's
                 # CREATE TABLE IF NOT EXISTS is not safe against itself, so one at a time.
                 await conn.execute("SELECT pg_advisory_xact_lock(7275727)")
@@ -98,7 +162,7 @@ class PostgresJobStore:
                     "failure_reason TEXT, retryable BOOLEAN NOT NULL DEFAULT FALSE, "
                     "owner TEXT, lease_until DOUBLE PRECISION, PRIMARY KEY (api, key))"
                 )
-            self._pool = pool
+            self._schema_ready = True
         return self._pool
 
     async def bind(self, *, base_url: str, fingerprint: str) -> None:
@@ -106,7 +170,7 @@ class PostgresJobStore:
         if self._bound == (base_url, fingerprint):
             return
         pool = await self._connect()
-        async with pool.acquire() as conn, conn.transaction():
+        async with self._errors(), pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 f"INSERT INTO {self._meta} (key, value) VALUES "
                 "('schema_version', $1), ('base_url', $2), ('key_fingerprint', $3), "
@@ -122,8 +186,12 @@ class PostgresJobStore:
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
+        self._schema_ready = False
         if pool is not None:
-            await pool.close()
+            try:
+                await pool.close()
+            except Exception:  # a server that is gone: the sockets are dropped anyway
+                pool.terminate()
 
     # --- reading ------------------------------------------------------------------------
 
@@ -148,11 +216,8 @@ class PostgresJobStore:
 
     async def _run(self, sql: str, *args: Any) -> list[Any]:
         pool = await self._connect()
-        try:
-            async with pool.acquire() as conn:
-                return list(await conn.fetch(sql, *args))
-        except OSError as exc:
-            raise JournalError(f"journal {self!r}: {type(exc).__name__}") from exc
+        async with self._errors(), pool.acquire() as conn:
+            return list(await conn.fetch(sql, *args))
 
     async def get(self, api: str, key: str) -> JournalEntry | None:
         rows = await self._run(
@@ -172,7 +237,7 @@ class PostgresJobStore:
         """As ``SQLiteJobStore.claim``: atomic across every machine on the database."""
         pool = await self._connect()
         now = time.time()
-        async with pool.acquire() as conn, conn.transaction():
+        async with self._errors(), pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetch(
                 f"INSERT INTO {self._jobs} (api, key, subject, state, submitted_at, owner, "
                 "lease_until) VALUES ($1, $2, $3, 'claimed', $4, $5, $6) "
@@ -241,9 +306,10 @@ class PostgresJobStore:
     async def forget_intent(self, api: str, key: str) -> None:
         await self._run(
             f"DELETE FROM {self._jobs} WHERE api = $1 AND key = $2 "
-            "AND state IN ('claimed', 'uncertain')",
+            "AND state IN ('claimed', 'uncertain') AND (owner IS NULL OR owner = $3)",
             api,
             key,
+            self.owner,
         )
 
     async def record_sending(self, api: str, key: str) -> None:
