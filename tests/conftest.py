@@ -20,7 +20,7 @@ from kepler_async.testing import (
 )
 
 from .backends import VIRTUAL
-from .postgres_server import Unavailable, postgres_server
+from .postgres_server import PostgresServer, Unavailable, postgres_server
 from .virtual_time import VirtualTimeLoop
 
 pytest_plugins = ["kepler_async.testing.fixtures"]
@@ -117,7 +117,17 @@ def postgres_dsn() -> Iterator[str]:
     """A real PostgreSQL server started for the test session (skipped, with the reason,
     only where none can be started)."""
     try:
-        with postgres_server() as dsn:
-            yield dsn
+        with postgres_server() as server:
+            yield server.dsn
+    except Unavailable as why:
+        pytest.skip(f"PostgreSQL: {why}")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server of the module's own, for tests that stop or break it."""
+    try:
+        with postgres_server() as server:
+            yield server
     except Unavailable as why:
         pytest.skip(f"PostgreSQL: {why}")
