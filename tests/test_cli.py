@@ -555,3 +555,62 @@ def test_a_row_past_its_deadline_says_what_to_do_in_options(
     assert "--deadline" in message
     assert "resume(" not in message
     assert "job_id=" not in message
+
+
+# --- a PostgreSQL journal -------------------------------------------------------------
+
+
+def test_a_postgresql_journal_from_the_environment(
+    runner: CliRunner,
+    sim_url: str,
+    fast_sim: KeplerSimulator,
+    postgres_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--journal takes a DSN, here from $KEPLER_JOURNAL (out of shell history); the
+    second run is served from it. The password (ignored by this trust-auth server)
+    never shows."""
+    dsn = postgres_dsn.replace("postgres@", "postgres:hunter2@")
+    monkeypatch.setenv("KEPLER_JOURNAL", dsn)
+    args = ["score", "a.com", "b.com", "--base-url", sim_url, "--poll-scale", str(SCALE)]
+    first = runner.invoke(main, [*args, "-q"])
+    assert first.exit_code in (0, 1), first.output
+    billed = dict(fast_sim.counters.cold_runs_billed)
+    assert sum(billed.values()) == 2
+    second = runner.invoke(main, args)
+    assert second.exit_code == first.exit_code
+    assert dict(fast_sim.counters.cold_runs_billed) == billed  # nothing billed again
+    assert fast_sim.counters.requests["POST /v1/score"] == 2
+    assert "hunter2" not in first.output + second.output
+
+
+def test_an_unreachable_postgresql_journal_sends_nothing_and_hides_the_password(
+    runner: CliRunner, sim_url: str, fast_sim: KeplerSimulator
+) -> None:
+    dsn = "postgresql://app:hunter2@127.0.0.1:9/jobs"
+    result = runner.invoke(main, ["score", "a.com", "--base-url", sim_url, "--journal", dsn])
+    assert result.exit_code == 1, result.output
+    assert "127.0.0.1:9" in result.stderr
+    assert "nothing was sent" in result.stderr
+    assert "hunter2" not in result.output
+    assert "Traceback" not in result.output
+    assert sum(fast_sim.counters.requests.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("postgresql://app:hunter2@db:5432/jobs", "postgresql://app:***@db:5432/jobs"),
+        ("postgres://app@db/jobs", "postgres://app@db/jobs"),
+        (
+            "postgresql://db/jobs?user=app&password=hunter2",
+            "postgresql://db/jobs?user=app&password=***",
+        ),
+        ("postgresql://a:b:c@db/x", "postgresql://a:***@db/x"),
+        ("run.db", "run.db"),
+    ],
+)
+def test_a_dsn_is_printed_with_its_password_masked(given: str, shown: str) -> None:
+    from kepler_async._engine._postgres import masked_dsn
+
+    assert masked_dsn(given) == shown

@@ -41,7 +41,7 @@ STATEMENT_TIMEOUT = 10.0
 #: (a bad password, no such database, a table of another shape): a configuration error.
 _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
 
-__all__ = ["PostgresJobStore"]
+__all__ = ["PostgresJobStore", "is_dsn", "masked_dsn"]
 
 _COLUMNS = (
     "api, key, subject, job_id, state, submitted_at, finished_at, result, error_class, "
@@ -58,6 +58,30 @@ def _where(dsn: str) -> str:
     except ValueError:  # not a number: say so rather than echo it
         port = "?"  # type: ignore[assignment]
     return f"{host}:{port}{parts.path or ''}"
+
+
+def is_dsn(where: str) -> bool:
+    """True for a ``postgresql://`` (or ``postgres://``) URL."""
+    return where.startswith(("postgresql://", "postgres://"))
+
+
+def masked_dsn(where: str) -> str:
+    """``where`` fit to print: a DSN's password (in the URL or as a ``password=``
+    query parameter) replaced by ``***``; anything else as it is."""
+    if not is_dsn(where):
+        return where
+    parts = urllib.parse.urlsplit(where)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            user = user.split(":", 1)[0] + ":***"
+        netloc = f"{user}@{host}"
+    query = "&".join(
+        f"{name}=***" if name.lower() == "password" else f"{name}={value}" if value else name
+        for name, _, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def journal_error(exc: Exception, where: str) -> KeplerError:
@@ -97,7 +121,7 @@ class PostgresJobStore:
     """
 
     def __init__(self, dsn: str, *, prefix: str = "kepler_async_") -> None:
-        if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
+        if not isinstance(dsn, str) or not is_dsn(dsn):
             raise ConfigurationError("dsn must be a postgresql:// URL")
         if not prefix.replace("_", "").isalnum():
             raise ConfigurationError(f"prefix must be letters, digits and '_', got {prefix!r}")

@@ -10,7 +10,8 @@ import anyio
 import click
 from rich.console import Console
 
-from kepler_async._engine._journal import SQLiteJobStore
+from kepler_async._engine._journal import JobStore, JournalUnavailable, SQLiteJobStore
+from kepler_async._engine._postgres import PostgresJobStore, is_dsn, masked_dsn
 from kepler_async._exceptions import ConfigurationError
 from kepler_async._kepler._client import AsyncKepler
 from kepler_async._kepler._dialect import KEPLER_POLICY
@@ -78,9 +79,13 @@ def main() -> None:
 )
 @click.option(
     "--journal",
-    metavar="PATH",
-    help="Record job ids and outcomes in this SQLite file; run the same command again "
-    "after a crash or Ctrl-C to resume without paying twice.",
+    metavar="PATH|DSN",
+    envvar="KEPLER_JOURNAL",
+    show_envvar=True,
+    help="Record job ids and outcomes in this SQLite file, or in PostgreSQL given a "
+    "postgresql:// DSN (extra 'postgres'; set it in $KEPLER_JOURNAL to keep its password "
+    "out of your shell history); run the same command again after a crash or Ctrl-C to "
+    "resume without paying twice. A DSN is only ever printed with its password masked.",
 )
 @click.option(
     "--base-url", metavar="URL", help="API base URL (default: KEPLER_BASE_URL or production)."
@@ -136,11 +141,12 @@ def score(
         if not items:
             raise click.UsageError("give domains as arguments or with --file")
         key = _read_key(api_key, api_key_file)
+        store = open_journal(journal) if journal else None
         kepler = AsyncKepler(
             key,
             base_url=base_url,
             poll_policy=KEPLER_POLICY.scaled(poll_scale),
-            journal=SQLiteJobStore(journal) if journal else None,
+            journal=store,
         )
         stream: IO[str] = open_output(out)
     except (InputError, ConfigurationError) as exc:
@@ -150,22 +156,30 @@ def score(
     live = console if console is not None and console.is_terminal else None
 
     async def work() -> object:
-        async with kepler:
-            return await run_batch(
-                kepler,
-                items,
-                RowWriter(stream, fmt),
-                max_outstanding=max_outstanding,
-                deadline=deadline,
-                console=live,
-                wait_for_budget=wait_for_budget,
-            )
+        try:
+            async with kepler:
+                return await run_batch(
+                    kepler,
+                    items,
+                    RowWriter(stream, fmt),
+                    max_outstanding=max_outstanding,
+                    deadline=deadline,
+                    console=live,
+                    wait_for_budget=wait_for_budget,
+                )
+        finally:
+            if store is not None:
+                with anyio.move_on_after(5, shield=True):
+                    await store.aclose()
 
     try:
         tally, interrupted = anyio.run(run_interruptible, work)
     except ConfigurationError as exc:  # a journal for another API, say
         click.echo(f"kepler-async: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    except JournalUnavailable as exc:  # down at the start: nothing was sent
+        click.echo(f"kepler-async: {exc}; nothing was sent, try again later", err=True)
+        sys.exit(EXIT_SOME_FAILED)
     except KeyboardInterrupt:
         tally, interrupted = None, True
     finally:
@@ -173,7 +187,7 @@ def score(
             stream.close()
     if interrupted:
         hint = (
-            f"run the same command again to resume from {journal}"
+            f"run the same command again to resume from {masked_dsn(journal)}"
             if journal
             else "add --journal PATH next time to resume without paying twice"
         )
@@ -188,6 +202,25 @@ def score(
         click.echo("kepler-async: the API refused the key (401); check --api-key", err=True)
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_OK if tally.scored == tally.total else EXIT_SOME_FAILED)
+
+
+def open_journal(where: str) -> JobStore:
+    """The journal ``--journal`` names: PostgreSQL for a DSN, else a SQLite file."""
+    if is_dsn(where):
+        try:
+            import asyncpg  # noqa: F401 (only whether it is there)
+        except ImportError:
+            raise ConfigurationError(
+                f"--journal {masked_dsn(where)} needs the postgres extra: "
+                'pip install "kepler-async[postgres]"'
+            ) from None
+        return PostgresJobStore(where)
+    if "://" in where:
+        raise ConfigurationError(
+            f"--journal {masked_dsn(where).split('://')[0]}://... is not a journal: give a "
+            "file path (SQLite) or a postgresql:// DSN"
+        )
+    return SQLiteJobStore(where)
 
 
 def _read_key(api_key: str | None, api_key_file: str | None) -> str:
