@@ -15,8 +15,12 @@ in-process; its counters say what was billed. What must hold, per operation:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
+import subprocess
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +259,73 @@ async def test_waiting_on_a_submit_in_doubt_ends_at_the_deadline(
     assert "in doubt" in str(info.value)
     assert sim.counters.requests["POST /v1/score"] == 0
     assert await state_of(earlier, "stripe.com") == "uncertain"
+
+
+# --- SQLite's own failures: a full disk, a lock held too long ----------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB filesystem of its own (tmpfs; needs root, as CI has)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@virtual_time
+async def test_a_full_disk_fails_inputs_not_the_client(
+    sim: KeplerSimulator, small_disk: Path
+) -> None:
+    store = SQLiteJobStore(small_disk / "journal.db", threaded=False)
+    domains = [f"disk{i}.com" for i in range(200)]
+    async with client(sim, store) as kepler:
+        filler = small_disk / "filler"
+        # The disk fills up, to the last page.
+        with filler.open("wb", buffering=0) as sink, contextlib.suppress(OSError):
+            while True:
+                sink.write(b"\0" * 4096)
+        outcomes = [o async for o in kepler.score_many(domains, max_outstanding=50)]
+        errors = Counter(type(o.error).__name__ for o in outcomes if o.error is not None)
+        assert sorted(o.index for o in outcomes) == list(range(200))
+        assert set(errors) <= {"JournalFull"}, errors
+        assert errors["JournalFull"] > 0
+        filler.unlink()  # room again: the same client goes on
+        assert (await kepler.score("room.com")).domain == "room.com"
+    async with client(sim, SQLiteJobStore(small_disk / "journal.db", threaded=False)) as kepler:
+        again = [o async for o in kepler.score_many(domains, max_outstanding=50)]
+    assert all(o.ok for o in again), Counter(type(o.error).__name__ for o in again)
+    assert max(sim.counters.cold_runs_billed.values()) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_journal_locked_too_long_fails_the_input_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the SQLite file's write lock past the busy timeout (5 s,
+    real time): the submit fails with ``JournalLocked``; once the lock is gone, the
+    same client submits it, once."""
+    sim = KeplerSimulator(seed=5, time_scale=0.01, failure_mix={}, per_key_cold_per_hour=None)
+    path = tmp_path / "journal.db"
+    from kepler_async._kepler._dialect import KEPLER_POLICY
+
+    kepler = client(sim, SQLiteJobStore(path), poll_policy=KEPLER_POLICY.scaled(0.01))
+    async with kepler:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(ka.JournalLocked):
+                await kepler.score("locked.com")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert sim.counters.requests["POST /v1/score"] == 0
+        assert (await kepler.score("locked.com")).domain == "locked.com"
+    assert sim.counters.cold_runs_billed["locked.com"] == 1
