@@ -178,3 +178,37 @@ async def test_an_outage_error_names_the_server_never_the_password(
     finally:
         await store.aclose()
     assert sim.counters.cold_runs_billed["down.com"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_claim_held_on_another_machine_ends_the_wait_at_the_deadline(
+    postgres: PostgresServer,
+) -> None:
+    """Two machines on one database (two stores, two owners): the other holds the claim
+    of a domain with its 120 s lease; a call here with a 1.5 s deadline ends then,
+    sends nothing, and leaves the claim for its owner to settle."""
+    from kepler_async._engine._journal import key_fingerprint
+
+    prefix = f"o{uuid.uuid4().hex[:10]}_"
+    elsewhere = PostgresJobStore(postgres.dsn, prefix=prefix)
+    elsewhere.owner = "other-machine/77/feed0002"
+    here = PostgresJobStore(postgres.dsn, prefix=prefix)
+    sim = fast_sim()
+    try:
+        await elsewhere.bind(base_url=SIM_BASE_URL, fingerprint=key_fingerprint(LIVE_KEY))
+        claimed, _ = await elsewhere.claim("kepler", "held.com", subject="held.com", lease=120)
+        assert claimed
+        async with client(sim, here) as kepler:
+            started = time.monotonic()
+            with pytest.raises(ka.SubmitHeldElsewhere) as info:
+                await kepler.score("held.com", deadline=1.5)
+            waited = time.monotonic() - started
+        assert 1.4 <= waited <= 3.0
+        assert info.value.owner == "other-machine/77/feed0002"
+        assert sim.counters.requests["POST /v1/score"] == 0
+        entry = await elsewhere.get("kepler", "held.com")
+        assert entry is not None
+        assert (entry.state, entry.owner) == ("claimed", "other-machine/77/feed0002")
+    finally:
+        await elsewhere.aclose()
+        await here.aclose()

@@ -14,6 +14,13 @@ client submits through ``Channel.submit``:
   or that was cut off by ``aclose()``, is written down as uncertain;
 - a 429 stops what the dialect says it limits (new submits, or every request of the
   channel), and a 401 fails every job of the channel.
+
+A journal that is down fails one input, never the channel ("never pay twice" decides
+each operation): a claim, or the write before the billed request, that fails means
+the request is not sent (``JournalUnavailable``, nothing billed); a write after it
+(the job id, the outcome, the end of a claim) that fails still lets the caller have
+its result, and waits in a ``JournalBacklog`` until the journal is back. Waits on
+another process's claim, or on a submit in doubt, end at the caller's deadline.
 """
 
 from __future__ import annotations
