@@ -13,23 +13,8 @@ from contextlib import asynccontextmanager
 import anyio
 import anyio.abc
 
-__all__ = ["SCORE", "Exchange", "Respond", "Server"]
+__all__ = ["Exchange", "Respond", "Server"]
 
-#: A score as the API sends it (the simulator's shape), as the journal keeps it.
-SCORE = {
-    "scored_at": "2026-12-04T16:19:11Z",
-    "ki_rating": "KI-3",
-    "composite_score": 44.0,
-    "scale_premium": 4.8,
-    "buckets": {
-        "team_structure": 39.0,
-        "market_position": 51.9,
-        "momentum_tailwinds": 45.8,
-        "financial_health": 53.3,
-    },
-    "rank": {"percentile": 34, "cohort_size": 541},
-    "x_kepler": {"tier": "enterprise", "cache_status": "cached", "freshness_window_hours": 0.25},
-}
 
 Respond = Callable[["Exchange"], Awaitable[bool]]  # returns False to close the connection
 

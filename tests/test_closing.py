@@ -23,7 +23,8 @@ import kepler_async as ka
 from kepler_async import AsyncKepler, PollPolicy
 
 from .backends import run_on_asyncio_and_trio
-from .raw_http import SCORE, Exchange, Server
+from .raw_http import Exchange, Server
+from .test_models import SCORE
 
 KEY = "ki_live_closing-test-key"
 CALLERS = 300
@@ -58,7 +59,7 @@ def late_answers(rng: random.Random, release: anyio.Event) -> Server:
         else:
             await anyio.sleep(rng.random() * 0.06)
         if roll < 0.25:
-            return await x.json(200, {"domain": domain, **SCORE})
+            return await x.json(200, {**SCORE, "domain": domain})
         job_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         return await x.json(
             202,

@@ -34,7 +34,7 @@ from kepler_async._engine._journal import JournalUnavailable, key_fingerprint
 from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
 
 from .backends import VIRTUAL
-from .raw_http import SCORE
+from .test_models import SCORE
 
 virtual_time = pytest.mark.asyncio(loop_factories=[VIRTUAL])
 
@@ -237,7 +237,7 @@ async def test_waiting_on_another_processs_claim_ends_at_the_deadline(
 
 
 def sim_score_data(domain: str) -> dict[str, object]:
-    return {"domain": domain, **SCORE}
+    return {**SCORE, "domain": domain}
 
 
 @virtual_time
