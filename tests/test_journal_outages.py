@@ -52,33 +52,27 @@ class FlakyStore(SQLiteJobStore):
             self.failed[name] += 1
             raise JournalUnavailable(f"journal {self.path}: disk I/O error (injected)")
 
-    async def claim(self, *args: Any, **kwargs: Any) -> Any:
-        self._fault("claim")
-        return await super().claim(*args, **kwargs)
 
-    async def record_sending(self, *args: Any, **kwargs: Any) -> None:
-        self._fault("record_sending")
-        await super().record_sending(*args, **kwargs)
+def _failing(name: str) -> Any:
+    """``SQLiteJobStore.<name>``, failing first while the outage names it."""
 
-    async def record_submitted(self, *args: Any, **kwargs: Any) -> None:
-        self._fault("record_submitted")
-        await super().record_submitted(*args, **kwargs)
+    async def operation(self: FlakyStore, *args: Any, **kwargs: Any) -> Any:
+        self._fault(name)
+        return await getattr(SQLiteJobStore, name)(self, *args, **kwargs)
 
-    async def record_done(self, *args: Any, **kwargs: Any) -> None:
-        self._fault("record_done")
-        await super().record_done(*args, **kwargs)
+    return operation
 
-    async def record_failed(self, *args: Any, **kwargs: Any) -> None:
-        self._fault("record_failed")
-        await super().record_failed(*args, **kwargs)
 
-    async def forget_intent(self, *args: Any, **kwargs: Any) -> None:
-        self._fault("forget_intent")
-        await super().forget_intent(*args, **kwargs)
-
-    async def record_uncertain(self, *args: Any, **kwargs: Any) -> None:
-        self._fault("record_uncertain")
-        await super().record_uncertain(*args, **kwargs)
+for _name in (
+    "claim",
+    "record_sending",
+    "record_submitted",
+    "record_done",
+    "record_failed",
+    "forget_intent",
+    "record_uncertain",
+):
+    setattr(FlakyStore, _name, _failing(_name))
 
 
 @pytest_asyncio.fixture
@@ -203,6 +197,17 @@ async def test_a_batch_through_an_outage_has_one_outcome_per_input(
     assert sum(sim.counters.cold_runs_billed.values()) == 301
 
 
+async def ends_at_the_deadline(kepler: AsyncKepler) -> pytest.ExceptionInfo[ka.DeadlineExceeded]:
+    """``score("stripe.com", deadline=5)`` raises ``DeadlineExceeded`` at 5 s."""
+    async with kepler:
+        started = anyio.current_time()
+        with pytest.raises(ka.DeadlineExceeded) as info:
+            await kepler.score("stripe.com", deadline=5)
+        waited = anyio.current_time() - started
+    assert 4.5 <= waited <= 5.5
+    return info
+
+
 @virtual_time
 async def test_waiting_on_another_processs_claim_ends_at_the_deadline(
     sim: KeplerSimulator, tmp_path: Path
@@ -215,13 +220,8 @@ async def test_waiting_on_another_processs_claim_ends_at_the_deadline(
     await elsewhere.bind(base_url=SIM_BASE_URL, fingerprint=key_fingerprint(LIVE_KEY))
     claimed, _ = await elsewhere.claim("kepler", "stripe.com", subject="stripe.com", lease=120)
     assert claimed
-    async with client(sim, SQLiteJobStore(path, threaded=False)) as kepler:
-        started = anyio.current_time()
-        with pytest.raises(ka.SubmitHeldElsewhere) as info:
-            await kepler.score("stripe.com", deadline=5)
-        waited = anyio.current_time() - started
-    assert 4.5 <= waited <= 5.5
-    assert isinstance(info.value, ka.DeadlineExceeded)
+    info = await ends_at_the_deadline(client(sim, SQLiteJobStore(path, threaded=False)))
+    assert isinstance(info.value, ka.SubmitHeldElsewhere)
     assert info.value.owner == "another-machine/4242/cafe0001"
     assert info.value.domain == "stripe.com"
     assert "another-machine/4242/cafe0001" in str(info.value)
@@ -230,14 +230,10 @@ async def test_waiting_on_another_processs_claim_ends_at_the_deadline(
     assert entry is not None
     assert (entry.state, entry.owner) == ("claimed", "another-machine/4242/cafe0001")
     # The claimant settles it later; a later call is served from the journal.
-    await elsewhere.record_done("kepler", "stripe.com", None, sim_score_data("stripe.com"))
+    await elsewhere.record_done("kepler", "stripe.com", None, {**SCORE, "domain": "stripe.com"})
     async with client(sim, SQLiteJobStore(path, threaded=False)) as kepler:
         assert (await kepler.score("stripe.com", deadline=5)).domain == "stripe.com"
     assert sim.counters.requests["POST /v1/score"] == 0
-
-
-def sim_score_data(domain: str) -> dict[str, object]:
-    return {**SCORE, "domain": domain}
 
 
 @virtual_time
@@ -250,12 +246,7 @@ async def test_waiting_on_a_submit_in_doubt_ends_at_the_deadline(
     earlier = SQLiteJobStore(path, threaded=False)
     await earlier.bind(base_url=SIM_BASE_URL, fingerprint=key_fingerprint(LIVE_KEY))
     await earlier.record_uncertain("kepler", "stripe.com", subject="stripe.com")
-    async with client(sim, SQLiteJobStore(path, threaded=False)) as kepler:
-        started = anyio.current_time()
-        with pytest.raises(ka.DeadlineExceeded) as info:
-            await kepler.score("stripe.com", deadline=5)
-        waited = anyio.current_time() - started
-    assert 4.5 <= waited <= 5.5
+    info = await ends_at_the_deadline(client(sim, SQLiteJobStore(path, threaded=False)))
     assert "in doubt" in str(info.value)
     assert sim.counters.requests["POST /v1/score"] == 0
     assert await state_of(earlier, "stripe.com") == "uncertain"

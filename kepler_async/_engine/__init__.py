@@ -20,6 +20,8 @@ implementing ``JobApi`` (``_protocol``); the engine does all the I/O and timing:
   ``resume``, ``statistics``, the in-doubt rule's default.
 - ``_journal``: the durable record of submitted jobs and the claims on them
   (``SQLiteJobStore``); ``_postgres``: the same in PostgreSQL.
+- ``_backlog``: journal writes that failed during an outage, retried until it ends
+  (so an outage fails one input, never the engine).
 - ``_adaptive``: a duration model for adaptive polling.
 - ``_kit``: helpers that dialects share (error mappers, id checks, path segments).
 """

@@ -25,7 +25,7 @@ from kepler_async._exceptions import ClientClosed, KeplerError
 
 from ._journal import JournalUnavailable
 
-__all__ = ["JournalBacklog", "Write"]
+__all__ = ["WRITE_BOUND", "JournalBacklog", "Write"]
 
 logger = logging.getLogger("kepler_async")
 
@@ -42,37 +42,25 @@ MAX_RETRY = 5.0
 class JournalBacklog:
     """The writes of one client that wait for its journal (see the module docstring)."""
 
-    def __init__(self, name: str, start_soon: Callable[[Callable[[], Awaitable[None]]], None]):
-        self._name = name
-        self._start_soon = start_soon
+    def __init__(self, start_soon: Callable[[Callable[[], Awaitable[None]]], None]) -> None:
+        self._start_soon = start_soon  # runs the retrying task in the engine
         self._waiting: dict[str, tuple[str, Write]] = {}  # key: (what, write)
         self._running = False
-        self._wake: anyio.Event | None = None
-
-    def __len__(self) -> int:
-        return len(self._waiting)
 
     async def write(self, key: str, what: str, write: Write) -> bool:
         """Write now (bounded, never cut off by a cancelled caller); True once written.
 
-        A write of the moment that fails, or takes too long, waits here and is tried
-        again in the background; a journal that cannot work at all (``JournalError``)
-        is logged and the write dropped.
+        A write that fails for a passing reason, or takes too long, waits here and is
+        tried again in the background; one the journal refuses for good
+        (``JournalError``) is logged and dropped.
         """
         with anyio.move_on_after(WRITE_BOUND, shield=True):
-            try:
-                await write()
-            except JournalUnavailable as exc:
-                self._keep(key, what, write, exc)
-                return False
-            except KeplerError as exc:
-                logger.error("journal: %s of %s was not written: %s", what, key, exc)
-                return False
-            except Exception as exc:  # a store of the user's: count it as an outage
-                self._keep(key, what, write, exc)
-                return False
-            return True
-        self._keep(key, what, write, TimeoutError(f"no answer within {WRITE_BOUND:g}s"))
+            if await self._attempt(key, what, write):
+                return True
+            self._keep(key, what, write)
+            return False
+        logger.warning("journal: %s of %s took over %gs", what, key, WRITE_BOUND)
+        self._keep(key, what, write)
         return False
 
     async def flush(self, key: str) -> None:
@@ -84,24 +72,32 @@ class JournalBacklog:
         try:
             with anyio.fail_after(WRITE_BOUND, shield=True):
                 await write()
-        except BaseException as exc:
+        except Exception as exc:
             self._waiting.setdefault(key, waiting)  # unless a newer one came meanwhile
             if isinstance(exc, KeplerError):
                 raise
-            if isinstance(exc, Exception):
-                raise JournalUnavailable(
-                    f"journal: {what} of {key} is still waiting to be written"
-                ) from exc
-            raise
+            raise JournalUnavailable(
+                f"journal: {what} of {key} is still waiting to be written"
+            ) from exc
 
-    def _keep(self, key: str, what: str, write: Write, exc: BaseException) -> None:
-        logger.warning(
-            "journal: %s of %s could not be written (%s); it is kept and written again "
-            "once the journal is back",
-            what,
-            key,
-            type(exc).__name__,
-        )
+    @staticmethod
+    async def _attempt(key: str, what: str, write: Write) -> bool | None:
+        """One try: True written, False failed for a passing reason (keep it), None
+        refused for good (drop it)."""
+        try:
+            await write()
+        except JournalUnavailable as exc:
+            logger.warning("journal: %s of %s could not be written: %s", what, key, exc)
+            return False
+        except KeplerError as exc:  # JournalError: retrying cannot help
+            logger.error("journal: %s of %s was not written: %s", what, key, exc)
+            return None
+        except Exception as exc:  # a store of the user's: count it as an outage
+            logger.warning("journal: %s of %s could not be written (%r)", what, key, exc)
+            return False
+        return True
+
+    def _keep(self, key: str, what: str, write: Write) -> None:
         self._waiting[key] = (what, write)
         if self._running:
             return
@@ -118,15 +114,16 @@ class JournalBacklog:
             while self._waiting:
                 await anyio.sleep(pause)
                 for key, (what, write) in list(self._waiting.items()):
-                    try:
-                        with anyio.fail_after(WRITE_BOUND):
-                            await write()
-                    except Exception:  # still away: wait longer
+                    written: bool | None = False  # (still False if it took too long)
+                    with anyio.move_on_after(WRITE_BOUND):
+                        written = await self._attempt(key, what, write)
+                    if written is False:  # still away: wait longer
                         pause = min(MAX_RETRY, pause * 2)
                         break
                     if self._waiting.get(key, (None, None))[1] is write:
-                        del self._waiting[key]
-                    logger.info("journal: %s of %s written after the outage", what, key)
+                        del self._waiting[key]  # written, or dropped for good
+                    if written:
+                        logger.info("journal: %s of %s written after the outage", what, key)
                 else:
                     pause = FIRST_RETRY
         finally:

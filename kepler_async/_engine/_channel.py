@@ -25,6 +25,7 @@ another process's claim, or on a submit in doubt, end at the caller's deadline.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -151,9 +152,6 @@ class _Flight:
         #: True once the request may be on its way to the API.
         self.sent = False
 
-    def done(self) -> bool:
-        return self._done.is_set()
-
     def finish(self, job: Job[Any] | None, error: BaseException | None) -> None:
         """End the flight for its callers; the first end counts (closing may come
         before the submit's own task ends it, or instead of it)."""
@@ -227,7 +225,7 @@ class Channel(Generic[R]):
         self._on_close: list[Callable[[], None]] = []
         self._sharing = False  # said once that the journal is shared
         #: Journal writes that wait for the journal to come back (an outage).
-        self._backlog = JournalBacklog(dialect.name, engine.scheduler.start_soon)
+        self._backlog = JournalBacklog(engine.scheduler.start_soon)
         self.closed = False
         engine._attach(self)
 
@@ -291,7 +289,7 @@ class Channel(Generic[R]):
             else:
                 try:
                     self.engine.scheduler.start_soon(self._post, *args)
-                except BaseException as exc:  # the engine stopped meanwhile
+                except ClientClosed as exc:  # the engine stopped meanwhile
                     self._flights.pop(key, None)
                     flight.finish(None, exc)
                     raise
@@ -421,35 +419,24 @@ class Channel(Generic[R]):
             ) from exc
 
     async def _record_submitted(self, journal_key: str, job_id: str, subject: str | None) -> None:
-        journal = self.journal
-        assert journal is not None
-        api = self.dialect.name
-
-        async def write() -> None:
-            await journal.record_submitted(api, journal_key, job_id, subject=subject)
-
+        assert self.journal is not None
+        write = functools.partial(
+            self.journal.record_submitted, self.dialect.name, journal_key, job_id, subject=subject
+        )
         await self._backlog.write(journal_key, f"the job id {job_id}", write)
 
     async def _forget_intent(self, journal_key: str | None) -> None:
-        journal = self.journal
-        if journal is None or journal_key is None:
+        if self.journal is None or journal_key is None:
             return
-        api = self.dialect.name
-
-        async def write() -> None:
-            await journal.forget_intent(api, journal_key)
-
+        write = functools.partial(self.journal.forget_intent, self.dialect.name, journal_key)
         await self._backlog.write(journal_key, "the end of a claim", write)
 
     async def _record_uncertain(self, journal_key: str | None, subject: str | None) -> None:
-        journal = self.journal
-        if journal is None or journal_key is None:
+        if self.journal is None or journal_key is None:
             return
-        api = self.dialect.name
-
-        async def write() -> None:
-            await journal.record_uncertain(api, journal_key, subject=subject)
-
+        write = functools.partial(
+            self.journal.record_uncertain, self.dialect.name, journal_key, subject=subject
+        )
         await self._backlog.write(journal_key, "a submit in doubt", write)
 
     # --- resuming and the journal -------------------------------------------------------

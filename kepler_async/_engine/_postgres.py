@@ -53,10 +53,11 @@ def _where(dsn: str) -> str:
     """``host:port/database`` of a DSN, for messages: never the user or password."""
     parts = urllib.parse.urlsplit(dsn)
     host = parts.hostname or "localhost"
+    port: int | str
     try:
         port = parts.port or 5432
     except ValueError:  # not a number: say so rather than echo it
-        port = "?"  # type: ignore[assignment]
+        port = "?"
     return f"{host}:{port}{parts.path or ''}"
 
 
