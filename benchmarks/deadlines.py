@@ -106,7 +106,7 @@ def run(url: str, jobs: int, deadline: float) -> dict[str, Any]:
 
             async def one(n: int) -> None:
                 handle = await kepler.submit(f"d{n}.com", deadline=deadline)
-                due = handle._job.submitted_at + deadline
+                due = handle._record.submitted_at + deadline
                 try:
                     await handle
                 except DeadlineExceeded:

@@ -90,7 +90,7 @@ def run_kepler_async(url: str, n: int, seconds: float) -> dict[str, Any]:
     import anyio.lowlevel
 
     from kepler_async import AsyncKepler, PollPolicy
-    from kepler_async._engine._handle import Job
+    from kepler_async._engine._record import JobRecord
 
     policy = PollPolicy(
         first_delay=INTERVAL,
@@ -111,14 +111,14 @@ def run_kepler_async(url: str, n: int, seconds: float) -> dict[str, Any]:
         ) as kepler:
             # As submit() does after a 202, minus the POST: a job record on the engine
             # and the handle a caller holds.
-            channel = kepler._channel
+            binding = kepler._binding
             gc.collect()
             before = rss_bytes()
             jobs = []
             for job_id in job_ids:
-                job: Job[Any] = Job(job_id, "x.com", channel)
-                channel._watch(job, None, first_poll_now=False)
-                jobs.append(channel.handle(job, None))
+                record: JobRecord[Any] = JobRecord(job_id, "x.com", binding)
+                binding._watch(record, None, first_poll_now=False)
+                jobs.append(binding.handle(record, None))
             gc.collect()
             per_job = (rss_bytes() - before) / n
             lags = await probe_lag(seconds)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from kepler_async._engine._channel import EngineStatistics
 from kepler_async._engine._engine import JobEngine
 from kepler_async._engine._handle import JobHandle
-from kepler_async._engine._journal import (
+from kepler_async._engine._stats import EngineStatistics
+from kepler_async._engine.stores import (
     JobStore,
     JournalEntry,
     JournalError,
     JournalFull,
     JournalLocked,
     JournalUnavailable,
+    PostgresJobStore,
     SQLiteJobStore,
 )
-from kepler_async._engine._postgres import PostgresJobStore
 from kepler_async._kepler._batch import ScoreBatch, ScoreOutcome
 from kepler_async._kepler._client import AsyncKepler
 from kepler_async._kepler._domains import normalize_domain

@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 
 from kepler_async import AsyncKepler
-from kepler_async._engine._http import HTTP_BACKEND_ENV
+from kepler_async._engine.wires import HTTP_BACKEND_ENV
 from kepler_async.testing import (
     LIVE_KEY,
     SANDBOX_KEY,

@@ -611,6 +611,6 @@ def test_an_unreachable_postgresql_journal_sends_nothing_and_hides_the_password(
     ],
 )
 def test_a_dsn_is_printed_with_its_password_masked(given: str, shown: str) -> None:
-    from kepler_async._engine._postgres import masked_dsn
+    from kepler_async._engine.stores import masked_dsn
 
     assert masked_dsn(given) == shown

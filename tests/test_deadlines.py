@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import kepler_async as ka
-from kepler_async._engine._scheduler import DEADLINE_GRACE
+from kepler_async._engine._poll import DEADLINE_GRACE
 
 from .backends import run_on_asyncio_and_trio
 from .fake_api import FakeServer, fake_client

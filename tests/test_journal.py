@@ -186,7 +186,7 @@ async def test_without_async_with_the_journal_is_checked_on_first_use(
 
 
 def test_the_journal_repr_and_fingerprint_hide_the_key(tmp_path: Path) -> None:
-    from kepler_async._engine._journal import key_fingerprint
+    from kepler_async._engine.stores import key_fingerprint
 
     store = SQLiteJobStore(tmp_path / "j.db")
     assert "j.db" in repr(store)

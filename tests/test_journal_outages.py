@@ -30,7 +30,7 @@ import pytest_asyncio
 
 import kepler_async as ka
 from kepler_async import AsyncKepler, SQLiteJobStore
-from kepler_async._engine._journal import JournalUnavailable, key_fingerprint
+from kepler_async._engine.stores import JournalUnavailable, key_fingerprint
 from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
 
 from .backends import VIRTUAL

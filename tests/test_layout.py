@@ -88,10 +88,136 @@ def test_vendor_packages_do_not_borrow_from_each_other_or_from_kepler(folder: st
 
 
 def test_one_submit_path() -> None:
-    """Only the engine's channel sends a submit: no client builds its own POST loop."""
+    """Only the engine's submit path sends a submit: no client builds its own POST loop."""
     senders = [
         path.relative_to(PACKAGE).as_posix()
         for path in _modules(PACKAGE)
         if "billed=request.billed" in path.read_text()
     ]
-    assert senders == ["_engine/_channel.py", "_engine/_scheduler.py"]  # submit; polls
+    assert senders == ["_engine/_poll.py", "_engine/_submit.py"]  # polls; submits
+
+
+# --- the layers: no circle of imports, no long unit -----------------------------------
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(path): path for path in _modules(PACKAGE)}
+
+
+def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> set[str]:
+    """The modules of ours an import statement loads (a name that is a submodule
+    counts as that submodule; anything else as the module it comes from)."""
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names if alias.name in MODULES}
+    if node.level:
+        package = module if is_package else module.rsplit(".", 1)[0]
+        if node.level > 1:
+            package = package.rsplit(".", node.level - 1)[0]
+        base = f"{package}.{node.module}" if node.module else package
+    else:
+        base = node.module or ""
+    found = set()
+    for alias in node.names:
+        if f"{base}.{alias.name}" in MODULES:
+            found.add(f"{base}.{alias.name}")
+        elif base in MODULES:
+            found.add(base)
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every import of every module, at the top, under ``TYPE_CHECKING`` or inside a
+    function alike: a circle that only typing or a late import hides is still one."""
+    graph: dict[str, set[str]] = {}
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        edges: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                edges |= _targets(node, module, path.name == "__init__.py")
+        graph[module] = edges - {module}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _circles(graph) == [["a", "b", "c"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_anywhere_in_the_package() -> None:
+    """Each module can be read knowing only the modules below it."""
+    graph = _import_graph()
+    assert graph["kepler_async._engine._scheduler"], "the graph reads no imports"
+    assert _circles(graph) == []
+
+
+#: Where a long function is the nature of the thing (a click command's options, an app's
+#: route table), not a unit doing several jobs.
+LONG_ALLOWED = ("cli", "testing")
+MAX_FUNCTION_LINES = 70
+MAX_ENGINE_MODULE_LINES = 450
+
+
+def test_no_long_function_outside_the_cli_and_the_testing_kit() -> None:
+    long = []
+    for module, path in MODULES.items():
+        if module.split(".")[1:2] and module.split(".")[1] in LONG_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{module}.{node.name}: {lines} lines")
+    assert long == []
+
+
+def test_no_long_engine_module() -> None:
+    long = [
+        f"{module}: {lines} lines"
+        for module, path in MODULES.items()
+        if module.startswith("kepler_async._engine")
+        and (lines := len(path.read_text().splitlines())) > MAX_ENGINE_MODULE_LINES
+    ]
+    assert long == []

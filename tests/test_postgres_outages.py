@@ -187,7 +187,7 @@ async def test_a_claim_held_on_another_machine_ends_the_wait_at_the_deadline(
     """Two machines on one database (two stores, two owners): the other holds the claim
     of a domain with its 120 s lease; a call here with a 1.5 s deadline ends then,
     sends nothing, and leaves the claim for its owner to settle."""
-    from kepler_async._engine._journal import key_fingerprint
+    from kepler_async._engine.stores import key_fingerprint
 
     prefix = f"o{uuid.uuid4().hex[:10]}_"
     elsewhere = PostgresJobStore(postgres.dsn, prefix=prefix)

@@ -426,18 +426,23 @@ async def test_a_pause_ending_a_hair_after_a_due_poll_is_waited_out_not_spun_on(
     assert kepler.statistics().throttle_pauses == 1
 
 
-class _PausedChannel:
-    """Just what the scheduler reads of a channel to hold a job; counts the reads."""
+class _PausedOwner:
+    """Just what the scheduler reads of a job's owner to hold a job (counting the
+    reads), and where it settles the jobs it fails."""
 
     def __init__(self, paused_until: float) -> None:
         self._paused_until = paused_until
         self.reads = 0
+        self.settled: list[Any] = []
+
+    def settle(self, record: Any, *, result: Any = None, error: Any = None) -> None:
+        self.settled.append(record)
 
     @property
     def paused_until(self) -> float:
         self.reads += 1
         if self.reads > 1000:
-            raise AssertionError("the scheduler keeps looking at one paused channel")
+            raise AssertionError("the scheduler keeps looking at one paused owner")
         return self._paused_until
 
 
@@ -454,25 +459,24 @@ def test_popping_due_work_always_makes_progress(
     """Due times, pause ends and deadlines within a few ms of now, in any order: one
     ``_pop_due`` returns; popping until it says "nothing due" hands out each job at
     most once, and what stays in the heap is not due now."""
-    from kepler_async._engine._handle import Job
-    from kepler_async._engine._scheduler import _EARLY, Scheduler
+    from kepler_async._engine._poll import EARLY
+    from kepler_async._engine._record import JobRecord
+    from kepler_async._engine._scheduler import Scheduler
 
     now = 1000.0
     scheduler = Scheduler(max_in_flight=1)
     scheduler.clock = lambda: now
-    settled: list[Job[Any]] = []
-    scheduler._settle = lambda job, **_: settled.append(job)  # type: ignore[method-assign]
-    channel = _PausedChannel(now + pause_end)
+    owner = _PausedOwner(now + pause_end)
     for i in range(jobs):
-        job: Job[Any] = Job(f"job-{i}", None, channel)  # type: ignore[arg-type]
+        job: JobRecord[Any] = JobRecord(f"job-{i}", None, owner)  # type: ignore[arg-type]
         job.deadline = now + deadline
         scheduler._push(job, min(now + due + i * 0.0004, job.deadline))
     popped = [one for _ in range(jobs + 1) if (one := scheduler._pop_due()) is not None]
     assert scheduler._pop_due() is None
     if popped:
-        assert channel._paused_until <= now + _EARLY  # handed out only when not paused
-    assert len(popped) + len(settled) + len(scheduler._heap) == jobs
-    assert all(when > now + _EARLY for when, _ in scheduler._heap)
+        assert owner._paused_until <= now + EARLY  # handed out only when not paused
+    assert len(popped) + len(owner.settled) + len(scheduler._heap) == jobs
+    assert all(when > now + EARLY for when, _ in scheduler._heap)
 
 
 async def test_a_401_fails_every_pending_handle(kepler: AsyncKepler, sim: KeplerSimulator) -> None:

@@ -23,7 +23,7 @@ import anyio
 
 from kepler_async._exceptions import ClientClosed, KeplerError
 
-from ._journal import JournalUnavailable
+from .stores import JournalUnavailable
 
 __all__ = ["WRITE_BOUND", "JournalBacklog", "Write"]
 

@@ -2,7 +2,7 @@
 
 One constructor (key, base URL, HTTP client or transport, timeout, retries, poll
 policy, engine, journal), one lifecycle (``async with`` / ``aclose()``), ``resume``,
-``statistics`` and the one submit path (``Channel.submit``). A client for an API sets
+``statistics`` and the one submit path (``Binding.submit``). A client for an API sets
 a few class attributes and makes its dialect; see ``kepler_async.deepidv`` for a
 small one.
 """
@@ -32,13 +32,13 @@ from kepler_async._policies import (
     check_seconds,
 )
 
-from ._channel import Channel, EngineStatistics
+from ._binding import Binding
 from ._engine import CLOSE_BOUND, JobEngine
 from ._handle import JobHandle
 from ._http import DEFAULT_MAX_BODY, DEFAULT_MAX_POLL_BODY, HttpBoundary
-from ._journal import JobStore, SQLiteJobStore, key_fingerprint
-from ._postgres import PostgresJobStore
 from ._protocol import JobApi, Request
+from ._stats import EngineStatistics
+from .stores import JobStore, key_fingerprint
 
 __all__ = ["ApiClient", "check_base_url", "check_plain_http", "is_local_host"]
 
@@ -102,6 +102,27 @@ def _byte_limit(name: str, value: object) -> int:
     return value
 
 
+def _check_parts(poll_policy: object, engine: object, journal: object) -> None:
+    """Refuse a poll policy, engine or journal of the wrong kind."""
+    if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
+        raise ConfigurationError("poll_policy must be a PollPolicy")
+    if engine is not None and not isinstance(engine, JobEngine):
+        raise ConfigurationError("engine must be a JobEngine")
+    if journal is not None and not isinstance(journal, JobStore):
+        raise ConfigurationError(
+            "journal must be a JobStore (a SQLiteJobStore, a PostgresJobStore, or an "
+            "object with the methods of kepler_async.JobStore)"
+        )
+
+
+def _own_engine(max_in_flight: int | None, http_backend: str | None) -> JobEngine:
+    """The engine of a client made without ``engine=``."""
+    try:
+        return JobEngine(max_in_flight=max_in_flight, http_backend=http_backend)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 class ApiClient(abc.ABC, Generic[R]):
     """The base of every API client (see the module docstring).
 
@@ -162,21 +183,13 @@ class ApiClient(abc.ABC, Generic[R]):
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
         timeout = check_seconds("timeout", timeout, above=True)
-        if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
-            raise ConfigurationError("poll_policy must be a PollPolicy")
-        if engine is not None and not isinstance(engine, JobEngine):
-            raise ConfigurationError("engine must be a JobEngine")
-        if journal is not None and not isinstance(journal, (SQLiteJobStore, PostgresJobStore)):
-            raise ConfigurationError("journal must be a SQLiteJobStore or a PostgresJobStore")
+        _check_parts(poll_policy, engine, journal)
         self._resubmit_in_doubt = bool(resubmit_in_doubt)
         self._owns_engine = engine is None
         if http_backend is None and (http_client is not None or transport is not None):
             http_backend = "httpx"  # a client or transport of yours is httpx's
         if engine is None:
-            try:
-                engine = JobEngine(max_in_flight=max_in_flight, http_backend=http_backend)
-            except (TypeError, ValueError) as exc:
-                raise ConfigurationError(str(exc)) from None
+            engine = _own_engine(max_in_flight, http_backend)
         self._engine = engine
         self._entered = False
         self._key_hint = self._describe_key(key)
@@ -196,8 +209,7 @@ class ApiClient(abc.ABC, Generic[R]):
             max_connections=engine.scheduler.max_in_flight,
         )
         dialect = self._make_dialect(url)
-        self._channel: Channel[R] = Channel(
-            engine=engine,
+        self._binding: Binding[R] = engine.bind(
             dialect=dialect,
             http=http,
             policy=poll_policy or dialect.default_policy,
@@ -278,12 +290,12 @@ class ApiClient(abc.ABC, Generic[R]):
 
     async def __aenter__(self: C) -> C:
         self._check_open()
-        if self._channel.journal is not None:  # refuse a journal of another API or key now
-            await self._channel.journal.bind(
-                base_url=self.base_url, fingerprint=self._channel.fingerprint
+        if self._binding.journal is not None:  # refuse a journal of another API or key now
+            await self._binding.journal.bind(
+                base_url=self.base_url, fingerprint=self._binding.fingerprint
             )
         if self._owns_engine and not self._engine.running:
-            await self._engine._open()
+            await self._engine.open_in_task()
             self._entered = True
         return self
 
@@ -298,7 +310,7 @@ class ApiClient(abc.ABC, Generic[R]):
         finally:
             if self._entered:
                 self._entered = False
-                await self._engine._exit()
+                await self._engine.exit_in_task()
 
     async def aclose(self) -> None:
         """Stop polling, fail unfinished jobs with ``ClientClosed``, close. Idempotent.
@@ -310,18 +322,18 @@ class ApiClient(abc.ABC, Generic[R]):
         if self._owns_engine:
             await self._engine.aclose()
         else:
-            self._channel.close()
-            self._engine._detach(self._channel)
+            self._binding.close()
+            self._engine.unbind(self._binding)
         with anyio.move_on_after(CLOSE_BOUND, shield=True):
-            await self._channel.http.aclose()
+            await self._binding.http.aclose()
 
     @property
     def closed(self) -> bool:
-        return self._channel.closed or self._channel.http.closed
+        return self._binding.closed or self._binding.http.closed
 
     @property
     def base_url(self) -> str:
-        return self._channel.http.base_url
+        return self._binding.http.base_url
 
     @property
     def engine(self) -> JobEngine:
@@ -332,21 +344,21 @@ class ApiClient(abc.ABC, Generic[R]):
     def http_backend(self) -> str:
         """What sends this client's requests: ``"httpx"`` or ``"aiohttp"`` (chosen with
         ``http_backend``; on trio, where aiohttp cannot run, httpx sends)."""
-        return self._channel.http.http_backend
+        return self._binding.http.http_backend
 
     @property
     def poll_policy(self) -> PollPolicy:
-        return self._channel.policy
+        return self._binding.policy
 
     def statistics(self) -> EngineStatistics:
         """A snapshot of this client's counters (``engine.statistics()`` for all)."""
-        return self._channel.statistics()
+        return self._binding.statistics()
 
     def __repr__(self) -> str:
         head = f"<{type(self).__name__} base_url={self.base_url!r} key={self._key_hint}"
         if self.closed:
             return head + " closed>"
-        return head + f" open, {self._channel.pending()} jobs pending>"
+        return head + f" open, {self._binding.pending()} jobs pending>"
 
     def _check_open(self) -> None:
         if self.closed:
@@ -357,7 +369,7 @@ class ApiClient(abc.ABC, Generic[R]):
     def _deadline(self, deadline: float | UseDefault | None) -> float | None:
         """Seconds a call waits (``DEFAULT``: the poll policy's); checked."""
         if isinstance(deadline, UseDefault):
-            return self._channel.policy.deadline
+            return self._binding.policy.deadline
         return check_deadline(deadline)
 
     async def _submit(
@@ -369,7 +381,7 @@ class ApiClient(abc.ABC, Generic[R]):
         journal_key: str | None,
         inline: bool = False,
     ) -> Any:
-        return await self._channel.submit(
+        return await self._binding.submit(
             request,
             subject=subject,
             deadline=self._deadline(deadline),
@@ -381,12 +393,12 @@ class ApiClient(abc.ABC, Generic[R]):
         """Watch a job submitted earlier (by this process or another); the same job if
         this client watches it already. The first poll goes out at once. Call it from
         async code (it needs the event loop)."""
-        return self._channel.resume(job_id, subject=None, deadline=self._deadline(deadline))
+        return self._binding.resume(job_id, subject=None, deadline=self._deadline(deadline))
 
     async def _job_body(self, job_id: str, params: Mapping[str, str | int] | None = None) -> object:
         """One read of a job, for ``get_job`` (its id checked and percent-encoded)."""
         self._check_open()
-        canonical = self._channel.dialect.check_job_id(job_id)
-        request = self._channel.dialect.poll_request(canonical)
-        reply = await self._channel.http.request("GET", request.path, params=params)
+        canonical = self._binding.dialect.check_job_id(job_id)
+        request = self._binding.dialect.poll_request(canonical)
+        reply = await self._binding.http.request("GET", request.path, params=params)
         return reply.body

@@ -14,15 +14,18 @@ Lifecycle, as anyio and trio users expect:
   outside a task group. ``await engine.aclose()`` stops it.
 - An engine belongs to the event loop it first ran on; another loop gets a
   ``RuntimeError`` at once instead of a hang.
+
+Where it stands is one ``EngineState``, changed and checked in one place (``_enter``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
 import sys
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import sniffio
@@ -30,22 +33,32 @@ import sniffio
 from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_AIOHTTP
 from kepler_async._exceptions import ClientClosed, KeplerError
 
-from ._channel import Counters, EngineStatistics
-from ._http import check_http_backend, default_http_backend
+from ._binding import Binding
 from ._scheduler import Scheduler
+from ._stats import Counters, EngineStatistics, snapshot
+from .wires import check_http_backend, default_http_backend
 
 if sys.version_info < (3, 11):  # pragma: no cover - the backport anyio depends on
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
-if TYPE_CHECKING:
-    from ._channel import Channel
-
-__all__ = ["JobEngine", "leave_task_group"]
+__all__ = ["EngineState", "JobEngine", "leave_task_group"]
 
 E = TypeVar("E", bound="JobEngine")
 
 #: The longest ``aclose()`` waits for the scheduler's task to end (seconds).
 CLOSE_BOUND = 5.0
+
+
+class EngineState(enum.Enum):
+    """Where an engine stands in its life (httpx's ``ClientState`` is the model)."""
+
+    #: Made; nothing polls yet (the first submit starts it, or ``async with``).
+    UNOPENED = "unopened"
+    #: Polling in a task group of the caller's (``async with``).
+    IN_GROUP = "in a task group"
+    #: Polling in an asyncio task of its own (no ``async with``: a notebook).
+    HOSTED = "in a task of its own"
+    CLOSED = "closed"
 
 
 def _current_loop() -> object:
@@ -110,13 +123,13 @@ class JobEngine:
         #: What sends the requests of the clients on this engine that do not choose:
         #: "httpx" or "aiohttp" (default: $KEPLER_ASYNC_HTTP_BACKEND, else "httpx").
         self.http_backend = http_backend
-        self._channels: list[Channel[Any]] = []
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._host: Any = None  # the asyncio task running the scheduler outside a group
+        self._bindings: list[Binding[Any]] = []
+        self.state = EngineState.UNOPENED
+        self._stack: contextlib.AsyncExitStack | None = None  # IN_GROUP: the group
+        self._host: Any = None  # HOSTED: the asyncio task running the scheduler
         self._ready: anyio.Event | None = None
         self._loop: object = None
-        self._closed = False
-        self._done = Counters()  # what closed channels did, kept for the totals
+        self._done = Counters()  # what closed bindings did, kept for the totals
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -130,10 +143,19 @@ class JobEngine:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self.state is EngineState.CLOSED
+
+    def _enter(self, state: EngineState) -> None:
+        """Move to ``state`` from UNOPENED (the one place the state is checked)."""
+        self._bind_loop()
+        if self.state is EngineState.CLOSED:
+            raise ClientClosed("this engine is closed; create a new one")
+        if self.state is not EngineState.UNOPENED:
+            raise RuntimeError("this engine is running already; enter it once")
+        self.state = state
 
     async def __aenter__(self: E) -> E:
-        await self._open()
+        await self.open_in_task()
         return self
 
     async def __aexit__(
@@ -142,26 +164,24 @@ class JobEngine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._exit()
+        await self.exit_in_task()
 
-    async def _open(self) -> None:
-        """Start the scheduler in a task group of this task (``async with``)."""
-        if self._closed:
-            raise ClientClosed("this engine is closed; create a new one")
-        self._bind_loop()
-        if self._stack is not None or self._host is not None:
-            raise RuntimeError("this engine is running already; enter it once")
+    async def open_in_task(self) -> None:
+        """Start the scheduler in a task group of this task (``async with``); leave it
+        with ``exit_in_task`` from the same task."""
+        self._enter(EngineState.IN_GROUP)
         stack = contextlib.AsyncExitStack()
         try:
             tg = await stack.enter_async_context(anyio.create_task_group())
             await tg.start(self._scheduler.run)
         except BaseException:
+            self.state = EngineState.UNOPENED
             await leave_task_group(stack)
             raise
         self._stack = stack
 
-    async def _exit(self) -> None:
-        """Close, then leave the task group ``_open`` entered (in the same task)."""
+    async def exit_in_task(self) -> None:
+        """Close, then leave the task group ``open_in_task`` entered (same task)."""
         try:
             await self.aclose()
         finally:
@@ -184,15 +204,16 @@ class JobEngine:
         ``async with``). Only asyncio allows a task outside a task group; on trio,
         open the client or engine with ``async with`` instead."""
         self._bind_loop()
-        if self._scheduler.running or self._host is not None or self._stack is not None:
+        if self.state in (EngineState.IN_GROUP, EngineState.HOSTED):
             return
-        if self._closed:
+        if self.closed:
             raise ClientClosed("this engine is closed; create a new one")
         if sniffio.current_async_library() != "asyncio":
             raise KeplerError(
                 "on trio, open the client (or its JobEngine) with `async with`: its "
                 "polling needs a task group to run in"
             )
+        self._enter(EngineState.HOSTED)
         import asyncio
 
         self._host = asyncio.get_running_loop().create_task(
@@ -215,75 +236,62 @@ class JobEngine:
         """Stop polling; unfinished jobs of every client fail with ``ClientClosed``
         (carrying their job ids; the jobs go on server-side). Idempotent. Returns
         within ``CLOSE_BOUND`` (5 s) even if a request or a journal write hangs."""
-        if self._closed:
+        if self.state is EngineState.CLOSED:
             return
-        self._closed = True
+        self.state = EngineState.CLOSED
         if self._ready is not None:
             self._ready.set()
-        for channel in self._channels:
-            channel.close()
+        for binding in self._bindings:
+            binding.close()
         self._scheduler.stop()
         host, self._host = self._host, None
         if host is not None:
             with anyio.move_on_after(CLOSE_BOUND, shield=True):
                 await host
 
-    # --- channels -----------------------------------------------------------------------
+    # --- bindings -----------------------------------------------------------------------
 
-    def _attach(self, channel: Channel[Any]) -> None:
-        if self._closed:
+    def bind(self, **options: Any) -> Binding[Any]:
+        """A new client's binding on this engine (``Binding``'s options)."""
+        if self.closed:
             raise ClientClosed("this engine is closed; create a new one")
-        self._channels.append(channel)
+        binding: Binding[Any] = Binding(host=self, **options)
+        self._bindings.append(binding)
+        return binding
 
-    def _detach(self, channel: Channel[Any]) -> None:
-        """A client of a shared engine closed: keep its counts, drop the channel."""
-        if channel in self._channels:
-            self._channels.remove(channel)
-            self._done.add(channel.counters)
+    def unbind(self, binding: Binding[Any]) -> None:
+        """A client of a shared engine closed: keep its counts, drop the binding."""
+        if binding in self._bindings:
+            self._bindings.remove(binding)
+            self._done.add(binding.counters)
 
     # --- statistics ---------------------------------------------------------------------
 
     def statistics(self) -> EngineStatistics:
-        """A snapshot of the engine's counters, for every client on it."""
-        return self._statistics(self._channels, closed=self._done)
-
-    def _statistics(
-        self, channels: list[Channel[Any]], closed: Counters | None = None
-    ) -> EngineStatistics:
+        """A snapshot of the engine's counters, for every client on it (O(1) in the
+        number of jobs: counts are kept as the engine goes)."""
         totals = Counters()
-        if closed is not None:
-            totals.add(closed)
-        for channel in channels:
-            totals.add(channel.counters)
+        totals.add(self._done)
+        for binding in self._bindings:
+            totals.add(binding.counters)
         try:
             now = anyio.current_time()
         except RuntimeError:  # no event loop here (a repr in a sync context)
             now = math.nan
-        next_due = self._scheduler.next_due() if self._scheduler.running else None
-        paused = max((c.paused_until for c in channels), default=-math.inf)
-        limiter = self._scheduler.limiter
-        return EngineStatistics(
-            jobs_started=totals.jobs_started,
-            submits_inline=totals.submits_inline,
-            jobs_pending=sum(channel.pending() for channel in channels),
-            jobs_succeeded=totals.jobs_succeeded,
-            jobs_failed=totals.jobs_failed,
-            polls_sent=totals.polls_sent,
-            polls_unchanged=totals.polls_unchanged,
-            results_fetched=totals.results_fetched,
-            transient_errors=totals.transient_errors,
-            throttle_pauses=totals.throttle_pauses,
-            in_flight=int(limiter.borrowed_tokens),
-            max_in_flight=self._scheduler.max_in_flight,
-            paused_for=max(0.0, paused - now) if math.isfinite(now) else 0.0,
-            next_poll_in=(
-                None if next_due is None or not math.isfinite(now) else max(0.0, next_due - now)
-            ),
+        scheduler = self._scheduler
+        return snapshot(
+            totals,
+            now=now,
+            jobs_pending=sum(binding.pending() for binding in self._bindings),
+            in_flight=scheduler.in_flight,
+            max_in_flight=scheduler.max_in_flight,
+            paused_until=max((b.paused_until for b in self._bindings), default=-math.inf),
+            next_due=scheduler.next_due() if scheduler.running else None,
         )
 
     def __repr__(self) -> str:
         stats = self.statistics()
-        state = "closed" if self._closed else ("running" if self.running else "idle")
+        state = "closed" if self.closed else ("running" if self.running else "idle")
         text = (
             f"<JobEngine {state}: {stats.jobs_pending} pending, {stats.jobs_succeeded} done, "
             f"{stats.jobs_failed} failed, {stats.polls_sent} polls"

@@ -1,11 +1,6 @@
-"""Jobs and the handles callers hold on them.
+"""``JobHandle[T]``: what a caller holds on a job, built on ``_record`` alone.
 
-``Job`` is the engine's record of one job: one small ``__slots__`` object, ordered by
-its next due time so that it sits in the scheduler's heap directly. Its state, result
-and waiters live here; the ``anyio.Event`` that wakes waiters is made only when
-someone waits, so a job nobody awaits yet costs no event.
-
-``JobHandle[T]`` is what a caller holds: the job plus the caller's own deadline.
+A handle is what a caller holds: the job plus the caller's own deadline.
 Callers who share one job (concurrent identical submits) hold one handle each, so
 each keeps its own deadline while the job goes on for the others. The job is polled
 until the latest of its handles' deadlines.
@@ -13,144 +8,21 @@ until the latest of its handles' deadlines.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
 from kepler_async._exceptions import DeadlineExceeded, JobNotDone, PollingCancelled
 from kepler_async._policies import check_seconds
 
-if TYPE_CHECKING:
-    from ._channel import Channel
-    from ._protocol import Request
+from ._record import JobRecord, State
 
-__all__ = ["Job", "JobHandle", "State"]
-
-logger = logging.getLogger("kepler_async")
+__all__ = ["JobHandle"]
 
 R = TypeVar("R")
 H = TypeVar("H", bound="JobHandle[Any]")
-State = Literal["pending", "done", "failed", "cancelled"]
-
-
-class Job(Generic[R]):
-    """One job as the engine tracks it (see the module docstring)."""
-
-    __slots__ = (
-        "attempt",
-        "callbacks",
-        "channel",
-        "deadline",
-        "due",
-        "error",
-        "event",
-        "fetch",
-        "job_id",
-        "key",
-        "last_error",
-        "pending_age",
-        "result",
-        "resumed",
-        "state",
-        "subject",
-        "submitted_at",
-    )
-
-    def __init__(
-        self, job_id: str | None, subject: str | None, channel: Channel[R] | None = None
-    ) -> None:
-        #: The API's id for the job; None when the answer came inline (a cached result).
-        self.job_id = job_id
-        #: What the job is about (the domain, for Kepler); None until the API says.
-        self.subject = subject
-        self.channel = channel
-        self.key: object = None  # the submission key it answers, if submitted here
-        self.state: State = "pending"
-        self.result: R | None = None
-        self.error: BaseException | None = None
-        self.event: anyio.Event | None = None
-        self.callbacks: list[Callable[[], object]] | None = None
-        # Scheduling state, owned by the scheduler.
-        self.attempt = 0
-        self.due = math.inf
-        self.deadline = math.inf
-        self.submitted_at = 0.0
-        self.fetch: Request | None = None
-        self.last_error: BaseException | None = None
-        self.pending_age = 0.0  # age at the last poll that found the job pending
-        self.resumed = False  # resumed jobs have an unknown start: not for learning
-
-    @classmethod
-    def finished(
-        cls,
-        job_id: str | None,
-        subject: str | None,
-        *,
-        result: R | None = None,
-        error: BaseException | None = None,
-    ) -> Job[R]:
-        """A job that is over already (an inline answer, or one the journal knew)."""
-        job: Job[R] = cls(job_id, subject)
-        if error is None:
-            job.finish("done", result, None)
-        else:
-            job.finish("failed", None, error)
-        return job
-
-    def __lt__(self, other: Job[Any]) -> bool:  # breaks exact ties in the heap
-        return self.due < other.due
-
-    def done(self) -> bool:
-        return self.state != "pending"
-
-    def finish(self, state: State, result: R | None, error: BaseException | None) -> None:
-        """End the job once; wake every waiter and run every done-callback."""
-        if self.state != "pending":
-            return
-        self.state = state
-        self.result = result
-        self.error = error
-        self.fetch = None
-        self.last_error = None
-        if self.event is not None:
-            self.event.set()
-        callbacks, self.callbacks = self.callbacks, None
-        for callback in callbacks or ():
-            try:
-                callback()
-            except Exception:  # user code: log it, and let every other job go on
-                logger.exception("a done-callback of job %s raised", self.job_id)
-
-    def on_done(self, callback: Callable[[], object]) -> None:
-        if self.done():
-            callback()
-        else:
-            if self.callbacks is None:
-                self.callbacks = []
-            self.callbacks.append(callback)
-
-    async def wait(self) -> None:
-        """Wait until the job finishes or its deadline moves (then look again)."""
-        if self.state == "pending":
-            if self.event is None:
-                self.event = anyio.Event()
-            await self.event.wait()
-
-    def extend(self, deadline: float) -> None:
-        """Poll until at least ``deadline`` (loop time); wake waiters to look again."""
-        if deadline > self.deadline and self.state == "pending":
-            self.deadline = deadline
-            event, self.event = self.event, None
-            if event is not None:
-                event.set()
-
-    def outcome(self) -> R:
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]  # done and no error: a result
 
 
 class JobHandle(Generic[R]):
@@ -161,83 +33,83 @@ class JobHandle(Generic[R]):
     reads a finished job without waiting.
     """
 
-    __slots__ = ("_deadline", "_job")
+    __slots__ = ("_deadline", "_record")
 
-    def __init__(self, job: Job[R], deadline: float = math.inf) -> None:
-        self._job = job
+    def __init__(self, record: JobRecord[R], deadline: float = math.inf) -> None:
+        self._record = record
         self._deadline = deadline
 
     def __eq__(self, other: object) -> bool:
         """Handles are equal when they watch the same job (whatever their deadlines)."""
         if isinstance(other, JobHandle):
-            return self._job is other._job
+            return self._record is other._record
         return NotImplemented
 
     def __hash__(self) -> int:
-        return id(self._job)
+        return id(self._record)
 
     # --- what it is -----------------------------------------------------------------
 
     @property
     def job_id(self) -> str | None:
         """The API's id for the job; None when the answer came inline (cached)."""
-        return self._job.job_id
+        return self._record.job_id
 
     @property
     def subject(self) -> str | None:
         """What the job is about, in the API's terms (None until known)."""
-        return self._job.subject
+        return self._record.subject
 
     @property
     def status(self) -> State:
         """``pending``, ``done``, ``failed`` or ``cancelled`` (local polling stopped)."""
-        return self._job.state
+        return self._record.state
 
     def done(self) -> bool:
         """True once the job has a result or an error."""
-        return self._job.state != "pending"
+        return self._record.state != "pending"
 
     def exception(self) -> BaseException | None:
         """The failure of a finished job (None if it succeeded or is still pending)."""
-        return self._job.error
+        return self._record.error
 
     def result_nowait(self) -> R:
         """The result of a finished job, or its failure raised; ``JobNotDone`` if the
         job is still pending (this never waits)."""
         if not self.done():
             raise JobNotDone(f"job {self.job_id} is still pending", job_id=self.job_id)
-        return self._job.outcome()
+        return self._record.outcome()
 
     def add_done_callback(self: H, callback: Callable[[H], object]) -> None:
         """Call ``callback(handle)`` when the job finishes (at once if it has).
 
         A callback that raises is logged with the job id; other jobs are unaffected.
         """
-        self._job.on_done(lambda: callback(self))
+        self._record.on_done(lambda: callback(self))
 
     def cancel(self) -> bool:
         """Stop polling this job here; it goes on server-side and ``resume`` re-attaches.
 
         Every handle on the job gets ``PollingCancelled``. False if it was done already.
         """
-        job = self._job
+        job = self._record
         if job.done():
             return False
         error = PollingCancelled(
             "local polling was cancelled; the job goes on server-side", job_id=job.job_id
         )
-        if job.channel is not None:
-            job.channel.forget(job)
-        job.finish("cancelled", None, error)
+        if job.owner is not None:
+            job.owner.untrack(job)
+        job.settle("cancelled", None, error)
         return True
 
     # --- waiting --------------------------------------------------------------------
 
     async def _wait(self) -> R:
-        job = self._job
+        job = self._record
         if not job.done():
-            if job.channel is not None:
-                job.channel.engine.ensure_running()
+            if job.owner is not None:
+                job.owner.ensure_running()
             while not job.done():
                 if self._deadline >= job.deadline:
                     # The job's own deadline is this call's: it fails itself then,
@@ -275,7 +147,7 @@ class JobHandle(Generic[R]):
     # --- display --------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        job = self._job
+        job = self._record
         text = f"<{type(self).__name__} {job.job_id or 'inline'} {job.subject or '?'} {job.state}"
         if job.state == "pending":
             text += f", {job.attempt} polls"

@@ -1,6 +1,6 @@
 """The one HTTP boundary.
 
-Only this module (and ``_aiohttp``, the other wire) touches an HTTP client. It adds
+Only this module and the wires (``wires``) touch an HTTP client. It adds
 authentication and identification headers, sends, reads JSON, retries transient
 failures by the rules below, and turns every httpx exception (the aiohttp wire speaks
 them too) and every non-2xx status into the error tree, ``from`` the original.
@@ -20,23 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from json import loads as json_loads
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any
 
 import anyio
 import attrs
 import httpx
 import sniffio
 
-from kepler_async._constants import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_TIMEOUT,
-    USER_AGENT,
-)
+from kepler_async._constants import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, USER_AGENT
 from kepler_async._exceptions import (
     APIError,
     ClientClosed,
@@ -50,15 +44,18 @@ from kepler_async._policies import RetryPolicy
 from kepler_async._serde import excerpt, parse_json
 
 from ._secrets import register_secret, scrub_error
-
-if TYPE_CHECKING:
-    from ._aiohttp import AiohttpWire
+from .wires import (
+    HttpxWire,
+    Wire,
+    WireAnswer,
+    aiohttp_wire,
+    check_http_backend,
+    new_httpx_client,
+)
 
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_MAX_POLL_BODY",
-    "HTTP_BACKENDS",
-    "HTTP_BACKEND_ENV",
     "HttpBoundary",
     "Redirected",
     "Reply",
@@ -71,85 +68,8 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_MAX_POLL_BODY = 1024 * 1024
 
 
-#: Which HTTP client sends: httpx (the default) or aiohttp (extra `aiohttp`; on asyncio
-#: only: on trio, httpx sends). The default can be set with HTTP_BACKEND_ENV.
-HTTP_BACKENDS = ("httpx", "aiohttp")
-HTTP_BACKEND_ENV = "KEPLER_ASYNC_HTTP_BACKEND"
-
-
-def check_http_backend(value: object, *, name: str = "http_backend") -> str:
-    """``value`` if it names an HTTP backend, else ``ConfigurationError``."""
-    if value not in HTTP_BACKENDS:
-        raise ConfigurationError(
-            f"{name} must be one of {', '.join(map(repr, HTTP_BACKENDS))}, got {value!r}"
-        )
-    return str(value)
-
-
-def default_http_backend() -> str:
-    """``KEPLER_ASYNC_HTTP_BACKEND`` if set (checked), else ``"httpx"``."""
-    chosen = os.environ.get(HTTP_BACKEND_ENV, "").strip().lower() or "httpx"
-    return check_http_backend(chosen, name=HTTP_BACKEND_ENV)
-
-
-class WireAnswer(Protocol):
-    """An answer as a wire gives it: status and headers read, the body not yet (the
-    boundary reads it by its own limits)."""
-
-    status: int
-    headers: Mapping[str, str]
-
-    @property
-    def declared_plain_size(self) -> int | None:
-        """Content-Length, when the body is sent as is (not compressed)."""
-
-    async def read(self) -> bytes:
-        """The whole body (its declared size was checked first)."""
-
-    def chunks(self) -> AsyncGenerator[bytes, None]:
-        """The body in decoded chunks."""
-
-    def drop(self) -> None:
-        """Give up the connection without reading the rest."""
-
-    async def close(self) -> None:
-        """Release the answer (its connection back to the pool, or closed)."""
-
-
-class Wire(Protocol):
-    """What sends the boundary's requests (httpx's client, or aiohttp's); failures are
-    raised as httpx exceptions."""
-
-    async def exchange(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, str | int] | None,
-        json_body: Any,
-        headers: Mapping[str, str] | None,
-        fresh: bool = False,
-    ) -> WireAnswer: ...
-
-
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _KEEP_IDLE = 20
-
-
-def _aiohttp_wire(
-    *, base_url: str, timeout: float, max_connections: int, api_key: str, auth_header: str
-) -> AiohttpWire:
-    """The aiohttp wire; a ConfigurationError where aiohttp is not installed."""
-    try:
-        from ._aiohttp import AiohttpWire
-    except ImportError:
-        raise ConfigurationError(
-            'http_backend="aiohttp" needs aiohttp: pip install "kepler-async[aiohttp]"'
-        ) from None
-    headers = {auth_header: api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
-    return AiohttpWire(
-        base_url=base_url, headers=headers, timeout=timeout, max_connections=max_connections
-    )
 
 
 class Redirected(ProtocolError):
@@ -255,9 +175,9 @@ class HttpBoundary:
     _rand: Callable[[], float] = attrs.field(default=random.random, repr=False)
     _closed: bool = False
     #: aiohttp (extra `aiohttp`) when it may send; it does on asyncio only.
-    _wire: AiohttpWire | None = attrs.field(default=None, repr=False)
+    _wire: Wire | None = attrs.field(default=None, repr=False)
     _use_wire: bool | None = attrs.field(default=None, init=False)
-    _httpx: _HttpxWire = attrs.field(init=False, repr=False)
+    _httpx: HttpxWire = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         register_secret(self._api_key)
@@ -266,7 +186,7 @@ class HttpBoundary:
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
-        self._httpx = _HttpxWire(self._client, headers, owned=self._owns_client)
+        self._httpx = HttpxWire(self._client, headers, owned=self._owns_client)
 
     @classmethod
     def create(
@@ -297,7 +217,7 @@ class HttpBoundary:
             )
         wire = None
         if http_backend == "aiohttp":
-            wire = _aiohttp_wire(
+            wire = aiohttp_wire(
                 base_url=base_url,
                 timeout=timeout,
                 max_connections=max_connections,
@@ -306,18 +226,8 @@ class HttpBoundary:
             )
         owns = http_client is None
         if http_client is None:
-            # As many connections as the engine lets requests be in flight (a smaller pool
-            # makes a request the engine let go wait for a connection), but at most 20 kept
-            # idle: httpcore checks every idle connection on each request (a syscall
-            # each), and 50 kept idle cut score_many's rate at 50 in flight by half.
-            http_client = httpx.AsyncClient(
-                transport=transport,
-                timeout=httpx.Timeout(timeout, connect=min(timeout, DEFAULT_CONNECT_TIMEOUT)),
-                limits=httpx.Limits(
-                    max_connections=max_connections,
-                    max_keepalive_connections=min(max_connections, _KEEP_IDLE),
-                ),
-                follow_redirects=False,
+            http_client = new_httpx_client(
+                transport=transport, timeout=timeout, max_connections=max_connections
             )
         return cls(
             api_key=api_key,
@@ -530,100 +440,3 @@ class HttpBoundary:
                 api_error.args = (api_error.message,)
             raise api_error
         raise ProtocolError(f"{what}: unexpected status; body: {excerpt(raw)!r}")
-
-
-class _HttpxAnswer:
-    """An httpx response as a ``WireAnswer``."""
-
-    __slots__ = ("_response", "headers", "status")
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-        self.status = response.status_code
-        self.headers: Mapping[str, str] = response.headers
-
-    @property
-    def declared_plain_size(self) -> int | None:
-        declared = self.headers.get("content-length", "")
-        plain = self.headers.get("content-encoding", "identity") == "identity"
-        return int(declared) if declared.isdigit() and plain else None
-
-    async def read(self) -> bytes:
-        return await self._response.aread()
-
-    def chunks(self) -> AsyncGenerator[bytes, None]:
-        # Decoded. httpx types it as an iterator; it is a generator, which the caller
-        # closes (a wrapper would leave it to the garbage collector).
-        return cast("AsyncGenerator[bytes, None]", self._response.aiter_bytes())
-
-    def drop(self) -> None:
-        """Nothing to do: ``close()`` drops a connection whose body was not read."""
-
-    async def close(self) -> None:
-        await self._response.aclose()
-
-
-class _Body(httpx.AsyncByteStream):
-    """A request body, iterated without an async generator (httpx's own is one): a
-    request cancelled while its body is written, as closing the client does, leaves no
-    half-run generator for the garbage collector (trio warns about each)."""
-
-    __slots__ = ("_chunk",)
-
-    def __init__(self, chunk: bytes) -> None:
-        self._chunk = chunk
-
-    def __aiter__(self) -> _Chunks:
-        return _Chunks(self._chunk)
-
-
-class _Chunks:
-    __slots__ = ("_chunk",)
-
-    def __init__(self, chunk: bytes) -> None:
-        self._chunk: bytes | None = chunk
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk, self._chunk = self._chunk, None
-        if chunk is None:
-            raise StopAsyncIteration
-        return chunk
-
-
-class _HttpxWire:
-    """Requests by an httpx client: ours (the headers are set on it once) or the
-    caller's (left as it is: the headers go with each request)."""
-
-    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str], *, owned: bool) -> None:
-        self._client = client
-        self._headers: dict[str, str] | None = None
-        if owned:
-            client.headers.update(headers)
-        else:
-            self._headers = headers
-
-    async def exchange(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, str | int] | None,
-        json_body: Any,
-        headers: Mapping[str, str] | None,
-        fresh: bool = False,
-    ) -> _HttpxAnswer:
-        """Send; the body is left unread. (``fresh`` is not needed: httpx checks that a
-        pooled connection is still open before it sends on it.)"""
-        if headers is not None:
-            headers = {**(self._headers or {}), **headers}
-        request = self._client.build_request(
-            method, url, params=params, json=json_body, headers=headers or self._headers
-        )
-        request.stream = _Body(request.content)
-        # Never follow a redirect, whoever built the httpx client: the key header would
-        # go along to wherever it points.
-        response = await self._client.send(request, stream=True, follow_redirects=False)
-        return _HttpxAnswer(response)

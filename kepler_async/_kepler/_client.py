@@ -104,7 +104,7 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
 
     @property
     def _http(self) -> HttpBoundary:
-        return self._channel.http
+        return self._binding.http
 
     @property
     def sandbox(self) -> bool:
@@ -181,7 +181,7 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         """
         self._check_open()
         name = normalize_domain(domain) if domain is not None else None
-        job = self._channel.resume(job_id, subject=name, deadline=self._deadline(deadline))
+        job = self._binding.resume(job_id, subject=name, deadline=self._deadline(deadline))
         assert isinstance(job, ScoreJob)
         return job
 
@@ -221,8 +221,8 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
             self.engine,
             self._submit_in_engine,
             domains,
-            throttle=self._channel.dialect.throttle_scope,
-            on_close=self._channel.on_close,
+            throttle=self._binding.dialect.throttle_scope,
+            on_close=self._binding.on_close,
             max_outstanding=max_outstanding,
             force_fresh=bool(force_fresh),
             deadline=checked,

@@ -10,8 +10,14 @@ import anyio
 import click
 from rich.console import Console
 
-from kepler_async._engine._journal import JobStore, JournalUnavailable, SQLiteJobStore
-from kepler_async._engine._postgres import PostgresJobStore, is_dsn, masked_dsn
+from kepler_async._engine.stores import (
+    JobStore,
+    JournalUnavailable,
+    PostgresJobStore,
+    SQLiteJobStore,
+    is_dsn,
+    masked_dsn,
+)
 from kepler_async._exceptions import ConfigurationError
 from kepler_async._kepler._client import AsyncKepler
 from kepler_async._kepler._dialect import KEPLER_POLICY

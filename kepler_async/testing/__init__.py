@@ -22,9 +22,10 @@ from ._kepler_sim import (
     KeplerSimulator,
 )
 from ._server import serve
-from ._sim_app import SIM_BASE_URL, asgi_transport, create_app, simulated_client
+from ._sim_app import SIM_BASE_URL, asgi_transport, create_app
 from ._sim_data import PLANS, SANDBOX_DOMAINS, Plan
 from ._sim_types import SimCounters, SimJob, SimResponse
+from ._simulated import simulated_client
 from ._vendor_sims import (
     DEEPIDV_KEY,
     MIDLYR_KEY,

@@ -83,9 +83,6 @@ _SANDBOX_ONLY = (
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 
 
-UNAUTHORIZED = error(401, "unauthorized", "missing or invalid X-API-Key")
-
-
 class KeplerSimulator(FaultsMixin, KeplerReads):
     """A faithful, deterministic stand-in for the Kepler API (see the module docstring)."""
 

@@ -1,9 +1,14 @@
-"""The Kepler simulator as a Starlette ASGI app, and an httpx transport into it."""
+"""The Kepler simulator as a Starlette ASGI app, and an httpx transport into it.
+
+The app serves any object with the simulator's answers (``ServedApi``); the simulator
+builds its app from here (``KeplerSimulator.create_app``), so this module sits below
+it and names it only through that contract.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -12,14 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kepler_async._kepler._client import AsyncKepler
-from kepler_async._kepler._dialect import KEPLER_POLICY
+from ._faults import FaultPlan, answer_with_faults
+from ._sim_types import SimCounters, SimKey, SimResponse, error
 
-from ._faults import answer_with_faults
-from ._kepler_sim import LIVE_KEY, UNAUTHORIZED, KeplerSimulator
-from ._sim_types import SimKey, SimResponse
-
-__all__ = ["COUNTERS_PATH", "SIM_BASE_URL", "asgi_transport", "create_app", "simulated_client"]
+__all__ = ["COUNTERS_PATH", "SIM_BASE_URL", "ServedApi", "asgi_transport", "create_app"]
 
 #: The base URL to pair with ``asgi_transport``: any host works in-process.
 SIM_BASE_URL = "http://kepler.simulator.test"
@@ -28,12 +29,33 @@ COUNTERS_PATH = "/_simulator/counters"
 
 Handler = Callable[[Request, SimKey], Awaitable[SimResponse]]
 
+UNAUTHORIZED = error(401, "unauthorized", "missing or invalid X-API-Key")
+
+
+class ServedApi(Protocol):
+    """What the app asks of the simulator it serves (``KeplerSimulator``)."""
+
+    counters: SimCounters
+    faults: FaultPlan
+
+    def authenticate(self, headers: Mapping[str, str]) -> SimKey | None: ...
+    def post_score(self, key: SimKey, body: object) -> SimResponse: ...
+    def get_job(self, key: SimKey, job_id: str) -> SimResponse: ...
+    def get_score(self, key: SimKey, raw: str) -> SimResponse: ...
+    def history(self, key: SimKey, raw: str, query: Mapping[str, str]) -> SimResponse: ...
+    def cohort(self, key: SimKey, raw: str) -> SimResponse: ...
+    def confidence(self, key: SimKey, raw: str) -> SimResponse: ...
+    def distribution(self, key: SimKey) -> SimResponse: ...
+    def movers(self, key: SimKey, window: str | None) -> SimResponse: ...
+    def signals(self, key: SimKey) -> SimResponse: ...
+    def usage(self, key: SimKey) -> SimResponse: ...
+
 
 def _respond(result: SimResponse) -> Response:
     return JSONResponse(result.body, status_code=result.status, headers=dict(result.headers))
 
 
-def create_app(sim: KeplerSimulator) -> Starlette:
+def create_app(sim: ServedApi) -> Starlette:
     """An ASGI app serving ``sim`` with every endpoint of the Kepler OpenAPI file."""
 
     def endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -140,15 +162,3 @@ def asgi_transport(sim: _HasApp) -> httpx.ASGITransport:
     """An httpx transport that sends requests straight into ``sim``, any of the
     simulators (no sockets)."""
     return httpx.ASGITransport(app=sim.create_app())
-
-
-def simulated_client(sim: KeplerSimulator, api_key: str = LIVE_KEY, **kwargs: Any) -> AsyncKepler:
-    """An ``AsyncKepler`` wired to ``sim`` in-process, polling at the simulator's pace.
-
-    Its poll policy is the default one scaled by ``sim.time_scale``, so a simulator
-    that runs 100x faster is also polled 100x more often. Other keyword arguments go
-    to ``AsyncKepler``.
-    """
-    kwargs.setdefault("base_url", SIM_BASE_URL)
-    kwargs.setdefault("poll_policy", KEPLER_POLICY.scaled(sim.time_scale))
-    return AsyncKepler(api_key, transport=asgi_transport(sim), **kwargs)

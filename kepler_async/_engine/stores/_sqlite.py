@@ -1,76 +1,46 @@
-"""A durable record of submitted jobs, so a batch that crashes never pays twice.
+"""``SQLiteJobStore``: the journal in one SQLite file (see ``_base`` for what it keeps).
 
-A journal keeps one row per (API, key): the key is what the client journals a
-submission under (Kepler: the domain; the other APIs: the caller's ``journal_key``).
-It records the job id as soon as an answer names it (before the client acts on it),
-a submit whose answer was lost (``uncertain``), and the job's end (its result as
-JSON data, or its failure). A client given a journal serves finished keys from it,
-resumes pending jobs instead of submitting again, and submits only keys it never
-submitted (or whose job failed in a retryable way).
-
-``SQLiteJobStore`` keeps it in SQLite in WAL mode: every write commits before it
-returns, off the event loop, in one worker thread at a time (``PostgresJobStore``, in
-``_postgres``, keeps the same records for several machines). A journal
-remembers the base URL and a fingerprint of the API key it was made with (never the
-key) and refuses any other. Schema 1 files (Kepler only) are upgraded in place.
+SQLite in WAL mode: every write commits before it returns, off the event loop, in one
+worker thread at a time (``PostgresJobStore`` keeps the same records for several
+machines). Schema 1 files (Kepler only) are upgraded in place.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import anyio
 import anyio.to_thread
-import attrs
 
-from kepler_async._exceptions import ConfigurationError, JobFailed, KeplerError
+from kepler_async._exceptions import JobFailed, KeplerError
 
-__all__ = [
-    "JobStore",
-    "JournalEntry",
-    "JournalError",
-    "JournalFull",
-    "JournalLocked",
-    "JournalUnavailable",
-    "SQLiteJobStore",
-    "check_meta",
-    "claimable",
-    "key_fingerprint",
-    "new_owner",
-    "owner_alive",
-]
+from ._base import (
+    COLUMN_NAMES,
+    SCHEMA_VERSION,
+    JournalEntry,
+    JournalError,
+    JournalFull,
+    JournalLocked,
+    JournalUnavailable,
+    check_meta,
+    claimable,
+    entry_from_row,
+    jobs_table,
+    new_owner,
+)
 
-SCHEMA_VERSION = 2
+__all__ = ["SQLiteJobStore"]
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    api TEXT NOT NULL,
-    key TEXT NOT NULL,
-    subject TEXT,
-    job_id TEXT,
-    state TEXT NOT NULL CHECK (state IN ('claimed', 'pending', 'done', 'failed', 'uncertain')),
-    submitted_at REAL,
-    finished_at REAL,
-    result TEXT,
-    error_class TEXT,
-    error_message TEXT,
-    failure_reason TEXT,
-    retryable INTEGER NOT NULL DEFAULT 0,
-    owner TEXT,
-    lease_until REAL,
-    PRIMARY KEY (api, key)
-);
+{jobs_table("jobs", postgres=False)};
 """
 
 #: Schema 1 kept Kepler's words: ``domain`` for the key, ``score``, state ``scored``.
@@ -87,30 +57,6 @@ DROP TABLE jobs_v1;
 UPDATE meta SET value = '2' WHERE key = 'schema_version';
 """
 
-#: ``claimed``: a process will submit the key (nothing sent yet); ``uncertain``: a
-#: submit was sent and may have reached the API, but no answer is on record.
-State = Literal["claimed", "pending", "done", "failed", "uncertain"]
-
-
-class JournalError(ConfigurationError):
-    """The journal cannot be used as configured: a corrupt or newer file, a journal made
-    for another API or key, a bad DSN or password, a missing database."""
-
-
-class JournalUnavailable(KeplerError):
-    """The journal could not be read or written just now (an outage, not a configuration
-    error): a database that is down or restarting, a dropped connection, a lock held too
-    long, a full disk. Nothing billed was sent for a submit that fails with it; trying
-    again once the journal is back is safe."""
-
-
-class JournalLocked(JournalUnavailable):
-    """Another process held the journal's lock longer than the busy timeout."""
-
-
-class JournalFull(JournalUnavailable):
-    """The disk (or database) holding the journal is full."""
-
 
 def _sqlite_error(path: Path, exc: sqlite3.DatabaseError) -> KeplerError:
     """The error of our tree for a failed statement (``from`` the original)."""
@@ -122,134 +68,6 @@ def _sqlite_error(path: Path, exc: sqlite3.DatabaseError) -> KeplerError:
     if isinstance(exc, sqlite3.OperationalError) and "disk i/o" in text:
         return JournalUnavailable(f"journal {path}: {exc}")
     return JournalError(f"journal {path}: {exc}")
-
-
-def key_fingerprint(api_key: str) -> str:
-    """A short, one-way fingerprint of an API key (the key itself is never stored)."""
-    return hashlib.sha256(b"kepler-async journal\0" + api_key.encode()).hexdigest()[:16]
-
-
-@attrs.frozen(kw_only=True)
-class JournalEntry:
-    """What the journal knows about one key of one API."""
-
-    api: str
-    key: str
-    state: State
-    subject: str | None = None
-    job_id: str | None = None
-    submitted_at: float | None = None
-    finished_at: float | None = None
-    #: The job's result as JSON data (the client decodes it into its result type).
-    result: object = None
-    error_class: str | None = None
-    error_message: str | None = None
-    failure_reason: str | None = None
-    retryable: bool = False
-    #: Who wrote an ``uncertain`` row (``host/pid/nonce``) and until when its claim
-    #: holds: while it does, that process is submitting the key and others wait.
-    owner: str | None = None
-    lease_until: float | None = None
-
-    def claim_is_live(self, now: float) -> bool:
-        """True while another process's submit of this key may still be answered."""
-        return (
-            self.state in ("claimed", "uncertain")
-            and self.lease_until is not None
-            and self.lease_until > now
-            and owner_alive(self.owner)
-        )
-
-
-def check_meta(meta: dict[str, str], base_url: str, fingerprint: str, *, where: str) -> None:
-    """Refuse a journal of a newer schema, another API (base URL) or another key."""
-    try:
-        version = int(meta.get("schema_version", ""))
-    except ValueError:
-        raise JournalError(f"{where}: no schema version; not a journal of ours") from None
-    if version > SCHEMA_VERSION:
-        raise JournalError(
-            f"{where} was written by a newer kepler-async (schema {version}, "
-            f"this one reads {SCHEMA_VERSION}); upgrade instead of overwriting it"
-        )
-    if meta.get("base_url") != base_url:
-        raise JournalError(
-            f"{where} was made for {meta.get('base_url')!r}, not {base_url!r}; "
-            "use another journal for another API"
-        )
-    if meta.get("key_fingerprint") != fingerprint:
-        raise JournalError(
-            f"{where} was made with another API key; jobs are bound to the key "
-            "that created them, so use another journal"
-        )
-
-
-def claimable(entry: JournalEntry | None, owner: str, now: float, *, take_over: bool) -> bool:
-    """Whether ``owner`` may claim a key the journal holds as ``entry`` (see ``claim``)."""
-    if entry is None or (entry.state == "failed" and entry.retryable):
-        return True
-    if entry.state == "claimed" and not entry.claim_is_live(now):
-        return True  # its claimant is gone before sending anything: nothing to doubt
-    if not take_over:
-        return False
-    return entry.state in ("uncertain", "failed") and not (
-        entry.owner != owner and entry.claim_is_live(now)
-    )
-
-
-def new_owner() -> str:
-    """An identity for this store in this process: ``host/pid/nonce``."""
-    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-
-
-def owner_alive(owner: str | None) -> bool:
-    """False when ``owner`` is a process of this machine that no longer runs."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition("/")
-    pid_text = rest.partition("/")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True  # another machine's: only its lease tells
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, but not ours to signal
-        return True
-    return True
-
-
-class JobStore(Protocol):
-    """What a client needs of a journal (``SQLiteJobStore`` is the one built in)."""
-
-    #: This store's identity in claims (``host/pid/nonce``).
-    owner: str
-
-    async def bind(self, *, base_url: str, fingerprint: str) -> None: ...
-
-    async def get(self, api: str, key: str) -> JournalEntry | None: ...
-
-    async def record_submitted(
-        self, api: str, key: str, job_id: str, *, subject: str | None = None
-    ) -> None: ...
-
-    async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None: ...
-
-    async def claim(
-        self, api: str, key: str, *, subject: str | None, lease: float, take_over: bool = False
-    ) -> tuple[bool, JournalEntry | None]: ...
-
-    async def forget_intent(self, api: str, key: str) -> None: ...
-
-    async def record_sending(self, api: str, key: str) -> None: ...
-
-    async def record_done(self, api: str, key: str, job_id: str | None, result: object) -> None: ...
-
-    async def record_failed(
-        self, api: str, key: str, job_id: str | None, error: KeplerError
-    ) -> None: ...
-
-    async def aclose(self) -> None: ...
 
 
 class SQLiteJobStore:
@@ -371,40 +189,17 @@ class SQLiteJobStore:
 
     # --- reading ------------------------------------------------------------------------
 
-    _COLUMNS = (
-        "api, key, subject, job_id, state, submitted_at, finished_at, result, error_class, "
-        "error_message, failure_reason, retryable, owner, lease_until"
-    )
-
-    def _entry(self, row: tuple[Any, ...]) -> JournalEntry:
-        return JournalEntry(
-            api=row[0],
-            key=row[1],
-            subject=row[2],
-            job_id=row[3],
-            state=row[4],
-            submitted_at=row[5],
-            finished_at=row[6],
-            result=json.loads(row[7]) if row[7] else None,
-            error_class=row[8],
-            error_message=row[9],
-            failure_reason=row[10],
-            retryable=bool(row[11]),
-            owner=row[12],
-            lease_until=row[13],
-        )
-
     async def get(self, api: str, key: str) -> JournalEntry | None:
         """The entry for ``key`` of ``api``, if the journal has one."""
         rows = await self._call(
-            f"SELECT {self._COLUMNS} FROM jobs WHERE api = ? AND key = ?", (api, key)
+            f"SELECT {COLUMN_NAMES} FROM jobs WHERE api = ? AND key = ?", (api, key)
         )
-        return self._entry(rows[0]) if rows else None
+        return entry_from_row(rows[0]) if rows else None
 
     async def entries(self) -> list[JournalEntry]:
         """Every entry, ordered by API and key."""
-        rows = await self._call(f"SELECT {self._COLUMNS} FROM jobs ORDER BY api, key")
-        return [self._entry(row) for row in rows]
+        rows = await self._call(f"SELECT {COLUMN_NAMES} FROM jobs ORDER BY api, key")
+        return [entry_from_row(row) for row in rows]
 
     # --- writing ------------------------------------------------------------------------
 
@@ -442,9 +237,9 @@ class SQLiteJobStore:
                 conn.execute("BEGIN IMMEDIATE")  # one claimant at a time, across processes
                 try:
                     rows = conn.execute(
-                        f"SELECT {self._COLUMNS} FROM jobs WHERE api = ? AND key = ?", (api, key)
+                        f"SELECT {COLUMN_NAMES} FROM jobs WHERE api = ? AND key = ?", (api, key)
                     ).fetchall()
-                    entry = self._entry(rows[0]) if rows else None
+                    entry = entry_from_row(rows[0]) if rows else None
                     now = time.time()
                     if not claimable(entry, self.owner, now, take_over=take_over):
                         return False, entry

@@ -1,6 +1,6 @@
 """``PostgresJobStore``: the journal in PostgreSQL, for services on several machines.
 
-The same records and the same claims as ``SQLiteJobStore`` (see ``_journal``), in two
+The same records and the same claims as ``SQLiteJobStore`` (see ``_base``), in two
 tables of a database every machine reaches. A claim is a row taken inside a
 transaction (``INSERT ... ON CONFLICT DO NOTHING``, then ``SELECT ... FOR UPDATE``), so
 two machines never both submit a key. It needs the ``postgres`` extra (asyncpg):
@@ -18,7 +18,8 @@ from typing import Any
 
 from kepler_async._exceptions import ConfigurationError, JobFailed, KeplerError
 
-from ._journal import (
+from ._base import (
+    COLUMN_NAMES,
     SCHEMA_VERSION,
     JournalEntry,
     JournalError,
@@ -27,6 +28,8 @@ from ._journal import (
     JournalUnavailable,
     check_meta,
     claimable,
+    entry_from_row,
+    jobs_table,
     new_owner,
 )
 
@@ -42,11 +45,6 @@ STATEMENT_TIMEOUT = 10.0
 _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
 
 __all__ = ["PostgresJobStore", "is_dsn", "masked_dsn"]
-
-_COLUMNS = (
-    "api, key, subject, job_id, state, submitted_at, finished_at, result, error_class, "
-    "error_message, failure_reason, retryable, owner, lease_until"
-)
 
 
 def _where(dsn: str) -> str:
@@ -178,14 +176,7 @@ class PostgresJobStore:
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {self._meta} "
                     "(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-                    f"CREATE TABLE IF NOT EXISTS {self._jobs} ("
-                    "api TEXT NOT NULL, key TEXT NOT NULL, subject TEXT, job_id TEXT, "
-                    "state TEXT NOT NULL CHECK (state IN "
-                    "('claimed', 'pending', 'done', 'failed', 'uncertain')), "
-                    "submitted_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, "
-                    "result TEXT, error_class TEXT, error_message TEXT, "
-                    "failure_reason TEXT, retryable BOOLEAN NOT NULL DEFAULT FALSE, "
-                    "owner TEXT, lease_until DOUBLE PRECISION, PRIMARY KEY (api, key))"
+                    + jobs_table(self._jobs, postgres=True)
                 )
             self._schema_ready = True
         return self._pool
@@ -220,25 +211,6 @@ class PostgresJobStore:
 
     # --- reading ------------------------------------------------------------------------
 
-    @staticmethod
-    def _entry(row: Any) -> JournalEntry:
-        return JournalEntry(
-            api=row["api"],
-            key=row["key"],
-            subject=row["subject"],
-            job_id=row["job_id"],
-            state=row["state"],
-            submitted_at=row["submitted_at"],
-            finished_at=row["finished_at"],
-            result=json.loads(row["result"]) if row["result"] else None,
-            error_class=row["error_class"],
-            error_message=row["error_message"],
-            failure_reason=row["failure_reason"],
-            retryable=bool(row["retryable"]),
-            owner=row["owner"],
-            lease_until=row["lease_until"],
-        )
-
     async def _run(self, sql: str, *args: Any) -> list[Any]:
         pool = await self._connect()
         async with self._errors(), pool.acquire() as conn:
@@ -246,13 +218,13 @@ class PostgresJobStore:
 
     async def get(self, api: str, key: str) -> JournalEntry | None:
         rows = await self._run(
-            f"SELECT {_COLUMNS} FROM {self._jobs} WHERE api = $1 AND key = $2", api, key
+            f"SELECT {COLUMN_NAMES} FROM {self._jobs} WHERE api = $1 AND key = $2", api, key
         )
-        return self._entry(rows[0]) if rows else None
+        return entry_from_row(rows[0]) if rows else None
 
     async def entries(self) -> list[JournalEntry]:
-        rows = await self._run(f"SELECT {_COLUMNS} FROM {self._jobs} ORDER BY api, key")
-        return [self._entry(row) for row in rows]
+        rows = await self._run(f"SELECT {COLUMN_NAMES} FROM {self._jobs} ORDER BY api, key")
+        return [entry_from_row(row) for row in rows]
 
     # --- claims and writes --------------------------------------------------------------
 
@@ -277,11 +249,11 @@ class PostgresJobStore:
             if inserted:
                 return True, None
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM {self._jobs} WHERE api = $1 AND key = $2 FOR UPDATE",
+                f"SELECT {COLUMN_NAMES} FROM {self._jobs} WHERE api = $1 AND key = $2 FOR UPDATE",
                 api,
                 key,
             )
-            entry = self._entry(rows[0])
+            entry = entry_from_row(rows[0])
             if not claimable(entry, self.owner, now, take_over=take_over):
                 return False, entry
             await conn.execute(
