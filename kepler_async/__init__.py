@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kepler_async._engine._engine import JobEngine
+from kepler_async._engine._fanout import FanOut, Outcome
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._stats import EngineStatistics
 from kepler_async._engine.stores import (
@@ -111,6 +112,7 @@ __all__ = [
     "DeadlineExceeded",
     "Distribution",
     "EngineStatistics",
+    "FanOut",
     "FailureReason",
     "HistogramBin",
     "HistoryPage",
@@ -140,6 +142,7 @@ __all__ = [
     "MoversWindow",
     "NoScoreRecord",
     "NotFound",
+    "Outcome",
     "PermissionDenied",
     "PipelineAborted",
     "PipelineFailed",

@@ -95,6 +95,11 @@ class Api:
     rate_429: tuple[dict[str, Any], dict[str, str]]
     #: the journal key of the n-th submission
     journal_key: Callable[[int], str]
+    #: the n-th distinct input of the API's fan-out verb, and one it refuses
+    item: Callable[[int], Any] = lambda n: n
+    bad_item: object = None
+    #: many(client, inputs, **options): the API's fan-out verb
+    many: Callable[..., Any] = lambda client, inputs, **options: None
 
     def client(
         self,
@@ -157,6 +162,9 @@ APIS = {
         quota_429=({"error": "rate_limited", "reason": "per_key_cold_1h"}, {"Retry-After": "60"}),
         rate_429=({"error": "rate_limited", "reason": "requests"}, {"Retry-After": "60"}),
         journal_key=lambda n: f"d{n}.com",
+        item=lambda n: f"d{n}.com",
+        bad_item="not a domain",
+        many=lambda client, inputs, **options: client.score_many(inputs, **options),
     ),
     "deepidv": Api(
         name="deepidv",
@@ -168,6 +176,13 @@ APIS = {
         quota_429=({"error": "rate_limited"}, {"Retry-After": "60"}),
         rate_429=({"error": "rate_limited"}, {"Retry-After": "60"}),
         journal_key=lambda n: f"person-{n}",
+        item=lambda n: {
+            "first_name": f"Ada{n}",
+            "last_name": "Lovelace",
+            "date_of_birth": "1815-12-10",
+        },
+        bad_item={"first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "yesterday"},
+        many=lambda client, inputs, **options: client.screen_adverse_media_many(inputs, **options),
     ),
     "midlyr": Api(
         name="midlyr",
@@ -179,6 +194,9 @@ APIS = {
         quota_429=({"error": {"code": "rate_limited", "message": "slow"}}, {"Retry-After": "60"}),
         rate_429=({"error": {"code": "rate_limited", "message": "slow"}}, {"Retry-After": "60"}),
         journal_key=lambda n: f"text-{n}",
+        item=lambda n: f"text number {n}",
+        bad_item="   ",
+        many=lambda client, inputs, **options: client.screen_many(inputs, **options),
     ),
     "parsetx": Api(
         name="parsetx",
@@ -193,6 +211,9 @@ APIS = {
         ),
         rate_429=({"error": "too many requests"}, {"Retry-After": "60"}),
         journal_key=lambda n: f"batch-{n}",
+        item=lambda n: [f"AMZN Mktp US {n}"],
+        bad_item=[],
+        many=lambda client, inputs, **options: client.enrich_many(inputs, **options),
     ),
 }
 API_NAMES = list(APIS)

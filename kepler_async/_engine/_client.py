@@ -14,7 +14,7 @@ import ipaddress
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -34,6 +34,7 @@ from kepler_async._policies import (
 
 from ._binding import Binding
 from ._engine import CLOSE_BOUND, JobEngine
+from ._fanout import FanOut, FanOutPlan, Outcome, check_fan_out
 from ._handle import JobHandle
 from ._http import DEFAULT_MAX_BODY, DEFAULT_MAX_POLL_BODY, HttpBoundary
 from ._protocol import JobApi, Request
@@ -44,6 +45,7 @@ __all__ = ["ApiClient", "check_base_url", "check_plain_http", "is_local_host"]
 
 R = TypeVar("R")
 C = TypeVar("C", bound="ApiClient[Any]")
+B = TypeVar("B", bound="FanOut[Any]")
 
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no whitespace
 
@@ -402,3 +404,30 @@ class ApiClient(abc.ABC, Generic[R]):
         request = self._binding.dialect.poll_request(canonical)
         reply = await self._binding.http.request("GET", request.path, params=params)
         return reply.body
+
+    def _fan_out(
+        self,
+        batch_class: type[B],
+        plan: FanOutPlan[Any, R],
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        *,
+        verb: str,
+        noun: str,
+        convert: Callable[[Outcome[R]], Any] = lambda outcome: outcome,
+        max_outstanding: int,
+        deadline: float | UseDefault | None,
+        wait_for_budget: bool,
+    ) -> B:
+        """A fan-out of ``inputs`` through this client (every ``*_many`` verb; ``noun``
+        names its inputs in messages)."""
+        self._check_open()
+        limit = check_fan_out(inputs, max_outstanding, verb, noun)
+        return batch_class(
+            self._binding,
+            plan,
+            inputs,
+            convert=convert,
+            max_outstanding=limit,
+            deadline=self._deadline(deadline),
+            wait_for_budget=bool(wait_for_budget),
+        )

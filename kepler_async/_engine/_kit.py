@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import urllib.parse
@@ -21,6 +22,7 @@ __all__ = [
     "camel_to_snake",
     "check_opaque_id",
     "check_uuid_id",
+    "content_key",
     "epoch_to_datetime",
     "make_error_mapper",
     "path_segment",
@@ -139,6 +141,14 @@ def body_key(request: Request) -> Hashable:
     """A submission identified by what it sends: method, path and canonical JSON body."""
     body = json.dumps(request.json, sort_keys=True, separators=(",", ":"), default=str)
     return f"{request.method} {request.path} {body}"
+
+
+def content_key(data: object) -> str:
+    """A short, stable key for what a request sends (its canonical JSON), for inputs
+    that name no key of their own: equal inputs share a job, and a journal knows a
+    rerun's inputs again."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class DialectDefaults:

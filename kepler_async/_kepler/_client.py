@@ -11,10 +11,10 @@ import anyio
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
 from kepler_async._engine._http import HttpBoundary
-from kepler_async._exceptions import APIError, ConfigurationError, NotFound
+from kepler_async._exceptions import APIError, NotFound
 from kepler_async._policies import DEFAULT, UseDefault
 
-from ._batch import ScoreBatch
+from ._batch import KeplerFanOut, ScoreBatch, score_outcome
 from ._config import API_KEY_ENV, DEFAULT_BASE_URL, resolve_api_key, resolve_base_url
 from ._dialect import IN_DOUBT_MARGIN, LONGEST_COLD_RUN, KeplerDialect
 from ._domains import normalize_domain
@@ -206,25 +206,14 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         Closing the client ends the batch: unfinished inputs fail with
         ``ClientClosed`` (with their job ids).
         """
-        self._check_open()
-        if isinstance(domains, (str, bytes)) or not isinstance(domains, (Iterable, AsyncIterable)):
-            raise TypeError(
-                "score_many takes an iterable of domains (a list, a generator...), not "
-                f"{type(domains).__name__}"
-            )
-        checked = self._deadline(deadline)
-        if isinstance(max_outstanding, bool) or not isinstance(max_outstanding, int):
-            raise ConfigurationError("max_outstanding must be an integer")
-        if max_outstanding < 1:
-            raise ConfigurationError(f"max_outstanding must be >= 1, got {max_outstanding}")
-        return ScoreBatch(
-            self.engine,
-            self._submit_in_engine,
+        return self._fan_out(
+            ScoreBatch,
+            KeplerFanOut(self._submit_in_engine, bool(force_fresh)),
             domains,
-            throttle=self._binding.dialect.throttle_scope,
-            on_close=self._binding.on_close,
+            verb="score_many",
+            noun="domains",
+            convert=score_outcome,
             max_outstanding=max_outstanding,
-            force_fresh=bool(force_fresh),
-            deadline=checked,
-            wait_for_budget=bool(wait_for_budget),
+            deadline=deadline,
+            wait_for_budget=wait_for_budget,
         )

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterable, Callable, Hashable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
 import attrs
 
+from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
+from kepler_async._engine._fanout import FanOut, Outcome
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
     DialectDefaults,
     body_key,
     camel_to_snake,
     check_opaque_id,
+    content_key,
     epoch_to_datetime,
     make_error_mapper,
 )
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
-from kepler_async._exceptions import APIError, InvalidInput, JobFailed, ProtocolError
+from kepler_async._exceptions import APIError, InvalidInput, JobFailed, KeplerError, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import OpenEnum as _OpenEnum
 from kepler_async._serde import decode
@@ -172,6 +175,100 @@ def _check_name(field: str, value: object) -> str:
     return value.strip()
 
 
+def _person(
+    first_name: object,
+    last_name: object,
+    date_of_birth: object,
+    email: object = None,
+    country: object = None,
+) -> dict[str, str]:
+    """The body of one adverse-media screening, or ``InvalidInput``."""
+    born = date_of_birth.isoformat() if isinstance(date_of_birth, date) else date_of_birth
+    try:
+        date.fromisoformat(str(born))
+    except ValueError:
+        raise InvalidInput(
+            "date_of_birth must be YYYY-MM-DD", value=repr(date_of_birth)[:100]
+        ) from None
+    body: dict[str, str] = {
+        "firstName": _check_name("first_name", first_name),
+        "lastName": _check_name("last_name", last_name),
+        "dateOfBirth": str(born),
+    }
+    if email is not None:
+        if not isinstance(email, str):
+            raise InvalidInput("email must be a string", value=repr(email)[:100])
+        body["email"] = email
+    if country is not None:
+        if not (isinstance(country, str) and len(country.strip()) == 2):
+            raise InvalidInput("country must be an ISO 3166-1 alpha-2 code", value=repr(country))
+        body["country"] = country.strip().upper()
+    return body
+
+
+def _screening_request(body: dict[str, str], idempotency_key: str) -> Request:
+    return Request(
+        method="POST",
+        path="/v1/screening/adverse-media",
+        json=body,
+        headers={"Idempotency-Key": idempotency_key},
+        billed=False,  # idempotent: the same key cannot start a second job
+    )
+
+
+#: The fields a person given to ``screen_adverse_media_many`` may have.
+_PERSON_FIELDS = frozenset(
+    {"first_name", "last_name", "date_of_birth", "email", "country", "idempotency_key"}
+)
+
+
+@attrs.frozen
+class _ScreenMany:
+    """How ``screen_adverse_media_many`` checks, identifies and submits one person."""
+
+    client: AsyncDeepidv
+    limit_name: str = "a rate limit"
+
+    def identify(self, raw: object) -> tuple[str, Request]:
+        if not isinstance(raw, Mapping):
+            raise InvalidInput(
+                "each person is a mapping of first_name, last_name, date_of_birth (and "
+                "optionally email, country, idempotency_key)",
+                value=repr(raw)[:100],
+            )
+        unknown = sorted(str(name) for name in raw if name not in _PERSON_FIELDS)
+        if unknown:
+            raise InvalidInput(f"unknown person fields {unknown}", value=repr(unknown)[:100])
+        body = _person(
+            raw.get("first_name"),
+            raw.get("last_name"),
+            raw.get("date_of_birth"),
+            raw.get("email"),
+            raw.get("country"),
+        )
+        given = raw.get("idempotency_key")
+        if given is not None and not isinstance(given, str):
+            raise InvalidInput("idempotency_key must be a string", value=repr(given)[:100])
+        # Without a key of the caller's, one made from the person: the same person in
+        # this batch, or in a rerun, is the same job.
+        key = given or str(uuid.uuid5(uuid.NAMESPACE_URL, content_key(body)))
+        return key, _screening_request(body, key)
+
+    async def submit(self, item: Request, deadline: float | None) -> JobHandle[AdverseMediaResult]:
+        assert item.headers is not None
+        handle: JobHandle[AdverseMediaResult] = await self.client._submit(
+            item,
+            subject=None,
+            deadline=deadline,
+            journal_key=item.headers["Idempotency-Key"],
+            inline=True,
+        )
+        return handle
+
+    def stops(self, error: KeplerError) -> str | None:
+        return None
+
+
 class AsyncDeepidv(ApiClient[AdverseMediaResult]):
     """A client for deepidv's asynchronous screenings, on the kepler_async engine."""
 
@@ -210,34 +307,8 @@ class AsyncDeepidv(ApiClient[AdverseMediaResult]):
         transient failures of the POST are retried like reads. With a journal, the job is
         recorded under ``journal_key`` (by default the idempotency key, if you gave one).
         """
-        born = date_of_birth.isoformat() if isinstance(date_of_birth, date) else date_of_birth
-        try:
-            date.fromisoformat(str(born))
-        except ValueError:
-            raise InvalidInput(
-                "date_of_birth must be YYYY-MM-DD", value=repr(date_of_birth)[:100]
-            ) from None
-        body: dict[str, str] = {
-            "firstName": _check_name("first_name", first_name),
-            "lastName": _check_name("last_name", last_name),
-            "dateOfBirth": str(born),
-        }
-        if email is not None:
-            body["email"] = email
-        if country is not None:
-            if not (isinstance(country, str) and len(country.strip()) == 2):
-                raise InvalidInput(
-                    "country must be an ISO 3166-1 alpha-2 code", value=repr(country)
-                )
-            body["country"] = country.strip().upper()
-        key = idempotency_key or str(uuid.uuid4())
-        request = Request(
-            method="POST",
-            path="/v1/screening/adverse-media",
-            json=body,
-            headers={"Idempotency-Key": key},
-            billed=False,  # idempotent: the same key cannot start a second job
-        )
+        body = _person(first_name, last_name, date_of_birth, email, country)
+        request = _screening_request(body, idempotency_key or str(uuid.uuid4()))
         handle: JobHandle[AdverseMediaResult] = await self._submit(
             request, subject=None, deadline=deadline, journal_key=journal_key or idempotency_key
         )
@@ -267,6 +338,37 @@ class AsyncDeepidv(ApiClient[AdverseMediaResult]):
             journal_key=journal_key,
         )
         return await handle
+
+    def screen_adverse_media_many(
+        self,
+        people: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
+        deadline: float | UseDefault | None = DEFAULT,
+        wait_for_budget: bool = False,
+    ) -> FanOut[Outcome[AdverseMediaResult]]:
+        """Screen many people; yield one ``Outcome`` per person as they finish.
+
+        Each person is a mapping of ``submit_adverse_media``'s fields (``first_name``,
+        ``last_name``, ``date_of_birth``, optionally ``email``, ``country`` and
+        ``idempotency_key``). A person's ``key`` is its idempotency key: the one given,
+        or one made from the person, so the same person twice, or in a rerun, is one
+        job (and, with a journal, its journal key). At most ``max_outstanding`` jobs
+        are submitted and unfinished at a time; ``people`` is read in the caller's
+        task, as the caller iterates. A 429 is waited out (up to an hour); a person
+        that cannot be screened comes out as an ``InvalidInput`` failure. Closing the
+        client ends the batch: unfinished inputs fail with ``ClientClosed``.
+        """
+        return self._fan_out(
+            FanOut,
+            _ScreenMany(self),
+            people,
+            verb="screen_adverse_media_many",
+            noun="people",
+            max_outstanding=max_outstanding,
+            deadline=deadline,
+            wait_for_budget=wait_for_budget,
+        )
 
     async def get_job(self, job_id: str) -> DeepidvJob:
         """One look at a job."""

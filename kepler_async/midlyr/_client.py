@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 import attrs
 
+from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
+from kepler_async._engine._fanout import FanOut, Outcome
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
     DialectDefaults,
     camel_to_snake,
     check_opaque_id,
+    content_key,
     make_error_mapper,
 )
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
-from kepler_async._exceptions import APIError, InvalidInput, JobFailed, ProtocolError
+from kepler_async._exceptions import APIError, InvalidInput, JobFailed, KeplerError, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import decode
 
@@ -220,6 +223,43 @@ class MidLyrDialect(DialectDefaults):
         raise ProtocolError(f"midlyr: job {job_id} has an unknown status {job.status!r}")
 
 
+def _screen_request(text: object, scenario: object) -> Request:
+    """The POST of one screen analysis, or ``InvalidInput``."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput("the content to screen is empty", value=repr(text)[:100])
+    if scenario not in SCENARIOS:
+        raise InvalidInput(f"scenario must be one of {SCENARIOS}", value=repr(scenario))
+    return Request(
+        method="POST",
+        path="/api/v1/analysis/screen",
+        json={"content": {"type": "text", "text": text}, "scenario": scenario},
+        billed=True,
+    )
+
+
+@attrs.frozen
+class _ScreenMany:
+    """How ``screen_many`` checks, identifies and submits one text."""
+
+    client: AsyncMidLyr
+    scenario: str
+    limit_name: str = "a limit on analyses"
+
+    def identify(self, raw: object) -> tuple[str, Request]:
+        request = _screen_request(raw, self.scenario)
+        return content_key(request.json), request
+
+    async def submit(self, item: Request, deadline: float | None) -> JobHandle[MidLyrResult]:
+        key = content_key(item.json)
+        handle: JobHandle[MidLyrResult] = await self.client._submit(
+            item, subject=None, deadline=deadline, journal_key=key, inline=True
+        )
+        return handle
+
+    def stops(self, error: KeplerError) -> str | None:
+        return None
+
+
 class AsyncMidLyr(ApiClient[MidLyrResult]):
     """A client for MidLyr's screen analysis jobs, on the kepler_async engine."""
 
@@ -247,16 +287,7 @@ class AsyncMidLyr(ApiClient[MidLyrResult]):
         With a journal, ``journal_key`` (your own id for this text) is recorded with the
         job, so a later run with the same key resumes or reuses it instead of paying again.
         """
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInput("the content to screen is empty", value=repr(text)[:100])
-        if scenario not in SCENARIOS:
-            raise InvalidInput(f"scenario must be one of {SCENARIOS}", value=repr(scenario))
-        request = Request(
-            method="POST",
-            path="/api/v1/analysis/screen",
-            json={"content": {"type": "text", "text": text}, "scenario": scenario},
-            billed=True,
-        )
+        request = _screen_request(text, scenario)
         handle: JobHandle[MidLyrResult] = await self._submit(
             request, subject=None, deadline=deadline, journal_key=journal_key
         )
@@ -275,6 +306,38 @@ class AsyncMidLyr(ApiClient[MidLyrResult]):
             text, scenario=scenario, deadline=deadline, journal_key=journal_key
         )
         return await handle
+
+    def screen_many(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        scenario: str = "generic",
+        max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
+        deadline: float | UseDefault | None = DEFAULT,
+        wait_for_budget: bool = False,
+    ) -> FanOut[Outcome[MidLyrResult]]:
+        """Screen many texts; yield one ``Outcome`` per input as they finish.
+
+        Identical texts share one job; an input's ``key`` is a hash of what it sends,
+        and with a journal that hash is its journal key, so a rerun resumes or reuses
+        its job instead of paying again. At most ``max_outstanding`` jobs are submitted
+        and unfinished at a time; ``texts`` is read in the caller's task, as the caller
+        iterates. A 429 is waited out (up to an hour); an empty text comes out as an
+        ``InvalidInput`` failure. Closing the client ends the batch: unfinished inputs
+        fail with ``ClientClosed`` (with their job ids).
+        """
+        if scenario not in SCENARIOS:
+            raise InvalidInput(f"scenario must be one of {SCENARIOS}", value=repr(scenario))
+        return self._fan_out(
+            FanOut,
+            _ScreenMany(self, scenario),
+            texts,
+            verb="screen_many",
+            noun="texts",
+            max_outstanding=max_outstanding,
+            deadline=deadline,
+            wait_for_budget=wait_for_budget,
+        )
 
     async def get_job(self, job_id: str) -> MidLyrJob:
         return MidLyrDialect().decode_job(await self._job_body(job_id))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from datetime import datetime
 
 import attrs
 
 from kepler_async import _exceptions as exc
+from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
+from kepler_async._engine._fanout import FanOut, Outcome
 from kepler_async._engine._handle import JobHandle
-from kepler_async._engine._kit import DialectDefaults, check_uuid_id, make_error_mapper
+from kepler_async._engine._kit import (
+    DialectDefaults,
+    check_uuid_id,
+    content_key,
+    make_error_mapper,
+)
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request, ThrottleScope
 from kepler_async._exceptions import APIError, InvalidInput, JobFailed, KeplerError, ProtocolError
@@ -199,6 +206,47 @@ class ParseTxDialect(DialectDefaults):
         return error
 
 
+def _enrich_request(transactions: object) -> Request:
+    """The POST of one enrichment batch, or ``InvalidInput``."""
+    if isinstance(transactions, str) or not isinstance(transactions, Sequence):
+        raise InvalidInput("transactions must be a list of strings", value=repr(transactions)[:100])
+    if not 1 <= len(transactions) <= MAX_BATCH:
+        raise InvalidInput(
+            f"a batch holds 1 to {MAX_BATCH} strings, not {len(transactions)}",
+            value=f"{len(transactions)} strings",
+        )
+    bad = [i for i, t in enumerate(transactions) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise InvalidInput(f"transactions {bad[:5]} are empty or not strings", value=str(bad[:5]))
+    return Request(
+        method="POST",
+        path="/v1/enrich/async",
+        json={"transactions": list(transactions)},
+        billed=True,
+    )
+
+
+@attrs.frozen
+class _EnrichMany:
+    """How ``enrich_many`` checks, identifies and submits one batch of strings."""
+
+    client: AsyncParseTx
+    limit_name: str = "the plan's quota"
+
+    def identify(self, raw: object) -> tuple[str, Request]:
+        request = _enrich_request(raw)
+        return content_key(request.json), request
+
+    async def submit(self, item: Request, deadline: float | None) -> JobHandle[EnrichResult]:
+        handle: JobHandle[EnrichResult] = await self.client._submit(
+            item, subject=None, deadline=deadline, journal_key=content_key(item.json), inline=True
+        )
+        return handle
+
+    def stops(self, error: KeplerError) -> str | None:
+        return None
+
+
 class AsyncParseTx(ApiClient[EnrichResult]):
     """A client for ParseTx's asynchronous enrichment, on the kepler_async engine."""
 
@@ -226,26 +274,7 @@ class AsyncParseTx(ApiClient[EnrichResult]):
         With a journal, ``journal_key`` (your own id for this batch) is recorded with the
         job, so a later run with the same key resumes or reuses it instead of paying again.
         """
-        if isinstance(transactions, str) or not isinstance(transactions, Sequence):
-            raise InvalidInput(
-                "transactions must be a list of strings", value=repr(transactions)[:100]
-            )
-        if not 1 <= len(transactions) <= MAX_BATCH:
-            raise InvalidInput(
-                f"a batch holds 1 to {MAX_BATCH} strings, not {len(transactions)}",
-                value=f"{len(transactions)} strings",
-            )
-        bad = [i for i, t in enumerate(transactions) if not isinstance(t, str) or not t.strip()]
-        if bad:
-            raise InvalidInput(
-                f"transactions {bad[:5]} are empty or not strings", value=str(bad[:5])
-            )
-        request = Request(
-            method="POST",
-            path="/v1/enrich/async",
-            json={"transactions": list(transactions)},
-            billed=True,
-        )
+        request = _enrich_request(transactions)
         handle: JobHandle[EnrichResult] = await self._submit(
             request, subject=None, deadline=deadline, journal_key=journal_key
         )
@@ -261,6 +290,38 @@ class AsyncParseTx(ApiClient[EnrichResult]):
         """``submit_enrich`` and wait for the result."""
         handle = await self.submit_enrich(transactions, deadline=deadline, journal_key=journal_key)
         return await handle
+
+    def enrich_many(
+        self,
+        batches: Iterable[Sequence[str]] | AsyncIterable[Sequence[str]],
+        *,
+        max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
+        deadline: float | UseDefault | None = DEFAULT,
+        wait_for_budget: bool = False,
+    ) -> FanOut[Outcome[EnrichResult]]:
+        """Enrich many batches of strings (up to 500 each); yield one ``Outcome`` per
+        batch as they finish.
+
+        Identical batches share one job; a batch's ``key`` is a hash of what it sends,
+        and with a journal that hash is its journal key, so a rerun resumes or reuses
+        its job instead of paying again. At most ``max_outstanding`` jobs are submitted
+        and unfinished at a time; ``batches`` is read in the caller's task, as the caller
+        iterates. The plan's quota (a 429 naming ``usage`` and ``limit``) ends the
+        batches not yet submitted as ``not_attempted``, with the time it lifts, unless
+        ``wait_for_budget=True``; a request-rate 429 is waited out. A malformed batch
+        comes out as an ``InvalidInput`` failure. Closing the client ends the fan-out:
+        unfinished batches fail with ``ClientClosed`` (with their job ids).
+        """
+        return self._fan_out(
+            FanOut,
+            _EnrichMany(self),
+            batches,
+            verb="enrich_many",
+            noun="batches of strings",
+            max_outstanding=max_outstanding,
+            deadline=deadline,
+            wait_for_budget=wait_for_budget,
+        )
 
     async def get_job(self, job_id: str) -> EnrichJob:
         return ParseTxDialect().decode_job(await self._job_body(job_id))

@@ -1,0 +1,135 @@
+"""Fan-out (``*_many``) is an engine feature: the same promises for all four APIs.
+
+One outcome per input, duplicates share one job, bad inputs fail typed, at most
+``max_outstanding`` jobs at a time, a quota stops what it limits, closing ends every
+outcome, and a journal makes a rerun free. Parametrised over the four-API harness, on
+asyncio and trio, on fake time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import kepler_async as ka
+
+from .apis import API_NAMES, APIS, QUOTA_SCOPED, Api, Wire, answer
+from .backends import run_on_asyncio_and_trio
+
+
+@pytest.fixture(params=API_NAMES)
+def api(request: pytest.FixtureRequest) -> Api:
+    return APIS[str(request.param)]
+
+
+def status(outcome: Any) -> str:
+    """``done`` whatever the API calls it (Kepler says ``scored``)."""
+    return "done" if outcome.status in ("done", "scored") else str(outcome.status)
+
+
+async def collect(stream: AsyncIterator[Any]) -> list[Any]:
+    return [outcome async for outcome in stream]
+
+
+async def test_every_input_gets_one_outcome_and_duplicates_share_a_job(api: Api) -> None:
+    sim = api.make_sim()
+    inputs = [api.item(1), api.item(2), api.bad_item, api.item(1), api.item(3)]
+    async with api.client(sim) as client:
+        outcomes = await collect(api.many(client, inputs))
+    assert sorted(o.index for o in outcomes) == [0, 1, 2, 3, 4]
+    by_index = {o.index: o for o in outcomes}
+    assert [status(by_index[i]) for i in range(5)] == ["done", "done", "failed", "done", "done"]
+    assert isinstance(by_index[2].error, ka.InvalidInput)
+    assert by_index[0].job_id == by_index[3].job_id  # one job for the duplicate
+    assert by_index[0].input == inputs[0]
+    assert api.jobs_started(sim) == 3
+
+
+async def test_at_most_max_outstanding_jobs_at_a_time(api: Api) -> None:
+    sim = api.make_sim()
+    most = 0
+    async with api.client(sim) as client:
+        stream = api.many(client, [api.item(n) for n in range(7)], max_outstanding=2)
+        outcomes = []
+        async for outcome in stream:
+            most = max(most, client.statistics().jobs_pending)
+            outcomes.append(outcome)
+    assert len(outcomes) == 7
+    assert all(status(o) == "done" for o in outcomes)
+    assert 1 <= most <= 2
+
+
+async def test_closing_the_client_ends_every_outcome(api: Api) -> None:
+    sim = api.make_sim()
+    outcomes: list[Any] = []
+    async with api.client(sim) as client:
+        stream = api.many(client, [api.item(n) for n in range(4)])
+        async with anyio.create_task_group() as tg:
+
+            async def read() -> None:
+                async for outcome in stream:
+                    outcomes.append(outcome)
+
+            tg.start_soon(read)
+            await anyio.sleep(1)  # submitted, not finished
+            await client.aclose()
+    assert len(outcomes) == 4
+    assert all(isinstance(o.error, ka.ClientClosed) for o in outcomes)
+    assert all(o.error.job_id == o.job_id and o.job_id for o in outcomes)
+
+
+async def test_a_quota_429_ends_what_was_not_submitted(api: Api) -> None:
+    if api.name not in QUOTA_SCOPED:
+        pytest.skip(f"{api.name} has no 429 that limits paid work only")
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    body, headers = api.quota_429
+    wire.refuse_posts = [answer(429, body, headers) for _ in range(5)]
+    async with api.client(sim, wire) as client:
+        outcomes = await collect(api.many(client, [api.item(n) for n in range(3)]))
+    assert [status(o) for o in outcomes] == ["not_attempted"] * 3
+    assert all(o.reason and "lifts at" in o.reason for o in outcomes)
+    assert api.jobs_started(sim) == 0
+
+
+async def test_a_rate_429_is_waited_out(api: Api) -> None:
+    sim = api.make_sim()
+    wire = Wire(sim.create_app())
+    body, headers = api.rate_429
+    wire.refuse_posts = [answer(429, body, headers)]
+    async with api.client(sim, wire) as client:
+        outcomes = await collect(
+            api.many(client, [api.item(1)], wait_for_budget=api.name in QUOTA_SCOPED)
+        )
+    assert [status(o) for o in outcomes] == ["done"]
+    assert api.jobs_started(sim) == 1
+
+
+async def test_a_rerun_over_a_journal_pays_nothing_again(api: Api, tmp_path: Path) -> None:
+    sim = api.make_sim()
+    journal = tmp_path / "run.db"
+    inputs = [api.item(n) for n in range(3)]
+    async with api.client(sim, journal=journal) as client:
+        first = await collect(api.many(client, inputs))
+    async with api.client(sim, journal=journal) as client:
+        again = await collect(api.many(client, inputs))
+    assert all(status(o) == "done" for o in first + again)
+    assert api.jobs_started(sim) == 3
+    results = {o.index: (o.result if hasattr(o, "result") else o.score) for o in first}
+    assert {o.index: (o.result if hasattr(o, "result") else o.score) for o in again} == results
+
+
+async def test_an_input_that_is_not_an_iterable_is_refused(api: Api) -> None:
+    sim = api.make_sim()
+    async with api.client(sim) as client:
+        with pytest.raises(TypeError):
+            api.many(client, 42)
+        with pytest.raises(ka.ConfigurationError):
+            api.many(client, [api.item(1)], max_outstanding=0)
+
+
+run_on_asyncio_and_trio(globals(), virtual_time=True)
