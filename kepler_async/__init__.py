@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing as _typing
+
 from kepler_async._engine._engine import JobEngine
 from kepler_async._engine._fanout import FanOut, Outcome
 from kepler_async._engine._handle import JobHandle
@@ -36,9 +38,9 @@ from kepler_async._kepler._models import (
     HistogramBin,
     HistoryPage,
     HistoryRecord,
-    Job,
     JobAccepted,
     JobStatus,
+    KeplerJob,
     KIRating,
     Mover,
     Movers,
@@ -120,7 +122,6 @@ __all__ = [
     "InvalidDomain",
     "InvalidInput",
     "InvalidJobId",
-    "Job",
     "JobAccepted",
     "JobEngine",
     "JobFailed",
@@ -137,6 +138,7 @@ __all__ = [
     "JournalUnavailable",
     "KIRating",
     "KeplerError",
+    "KeplerJob",
     "Mover",
     "Movers",
     "MoversWindow",
@@ -177,3 +179,23 @@ __all__ = [
     "__version__",
     "normalize_domain",
 ]
+
+#: Public names renamed, kept for a release under their old name: old -> new.
+_RENAMED = {"Job": "KeplerJob"}
+
+
+if not _typing.TYPE_CHECKING:  # type checkers see the new names only
+
+    def __getattr__(name: str) -> object:
+        """An old name still works for a release, with a ``DeprecationWarning``."""
+        if name in _RENAMED:
+            import warnings
+
+            new = _RENAMED[name]
+            warnings.warn(
+                f"kepler_async.{name} is deprecated; use kepler_async.{new} (the same class)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return globals()[new]
+        raise AttributeError(f"module 'kepler_async' has no attribute {name!r}")

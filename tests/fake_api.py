@@ -10,7 +10,6 @@ answers that status once done: ``weird`` (a state the engine does not know) or
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,9 +18,9 @@ import httpx
 
 from kepler_async import JobFailed, JobHandle, PollPolicy
 from kepler_async._engine._client import ApiClient
+from kepler_async._engine._dialect import Done, Failed, Pending, PollState, Request
 from kepler_async._engine._kit import DialectDefaults, make_error_mapper
-from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
-from kepler_async._exceptions import APIError
+from kepler_async._engine._spec import ApiSpec
 from kepler_async._policies import DEFAULT, UseDefault
 
 FAKE_KEY = "fake-key-123"
@@ -103,16 +102,16 @@ def _read(body: object) -> tuple[str | None, str | None]:
 class FakeClient(ApiClient[int]):
     """A client of the fake API: all it adds to ``ApiClient`` is its verb."""
 
-    _api_name = "fake"
-    _api_key_env = "FAKE_API_KEY"
-    _default_base_url = "http://fake.test"
-    _auth_header = "X-Key"
+    _spec = ApiSpec(
+        name="fake",
+        key_env="FAKE_API_KEY",
+        default_base_url="http://fake.test",
+        auth_header="X-Key",
+        map_error=make_error_mapper("fake", job_path="/jobs/", read=_read),
+    )
 
     def _make_dialect(self, base_url: str) -> FakeDialect:
         return FakeDialect()
-
-    def _error_mapper(self) -> Callable[..., APIError]:
-        return make_error_mapper("fake", job_path="/jobs/", read=_read)
 
     async def submit_job(
         self,

@@ -45,3 +45,14 @@ def test_public_classes_live_in_private_modules_but_say_the_package() -> None:
 def test_version_is_a_string() -> None:
     assert isinstance(kepler_async.__version__, str)
     assert kepler_async.__version__.count(".") == 2
+
+
+def test_a_renamed_name_still_works_for_a_release_with_a_warning() -> None:
+    import kepler_async
+
+    with pytest.warns(DeprecationWarning, match="use kepler_async.KeplerJob"):
+        old = kepler_async.Job  # type: ignore[attr-defined]
+    assert old is kepler_async.KeplerJob
+    assert "Job" not in kepler_async.__all__
+    with pytest.raises(AttributeError):
+        kepler_async.NoSuchName  # type: ignore[attr-defined]  # noqa: B018

@@ -281,3 +281,70 @@ async def test_a_lock_held_too_long_is_an_error_of_its_own(tmp_path: Path) -> No
         holder.execute("ROLLBACK")
         holder.close()
         await store.aclose()
+
+
+class _MyStore:
+    """A journal store of the user's own: not ours, just the ``JobStore`` methods
+    (here kept in an SQLite file), noting which were called."""
+
+    def __init__(self, path: Path) -> None:
+        self._inner = SQLiteJobStore(path, threaded=False)
+        self.owner = self._inner.owner
+        self.calls: list[str] = []
+
+    async def bind(self, *, base_url: str, fingerprint: str) -> None:
+        await self._inner.bind(base_url=base_url, fingerprint=fingerprint)
+
+    async def get(self, api: str, key: str) -> ka.JournalEntry | None:
+        return await self._inner.get(api, key)
+
+    async def claim(
+        self, api: str, key: str, *, subject: str | None, lease: float, take_over: bool = False
+    ) -> tuple[bool, ka.JournalEntry | None]:
+        self.calls.append("claim")
+        return await self._inner.claim(api, key, subject=subject, lease=lease, take_over=take_over)
+
+    async def record_sending(self, api: str, key: str) -> None:
+        self.calls.append("record_sending")
+        await self._inner.record_sending(api, key)
+
+    async def record_submitted(
+        self, api: str, key: str, job_id: str, *, subject: str | None = None
+    ) -> None:
+        self.calls.append("record_submitted")
+        await self._inner.record_submitted(api, key, job_id, subject=subject)
+
+    async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None:
+        await self._inner.record_uncertain(api, key, subject=subject)
+
+    async def forget_intent(self, api: str, key: str) -> None:
+        await self._inner.forget_intent(api, key)
+
+    async def record_done(self, api: str, key: str, job_id: str | None, result: object) -> None:
+        self.calls.append("record_done")
+        await self._inner.record_done(api, key, job_id, result)
+
+    async def record_failed(
+        self, api: str, key: str, job_id: str | None, error: ka.KeplerError
+    ) -> None:
+        await self._inner.record_failed(api, key, job_id, error)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@virtual_time
+async def test_any_object_with_the_jobstore_methods_is_a_journal(
+    sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    store = _MyStore(tmp_path / "mine.db")
+    assert isinstance(store, ka.JobStore)
+    async with AsyncKepler(
+        LIVE_KEY, base_url=SIM_BASE_URL, transport=asgi_transport(sim), journal=store
+    ) as kepler:
+        score = await kepler.score("mine.com")
+        await anyio.sleep(1)  # the outcome is written from the engine's task
+    assert score.domain == "mine.com"
+    assert store.calls == ["claim", "record_sending", "record_submitted", "record_done"]
+    with pytest.raises(ka.ConfigurationError, match="JobStore"):
+        AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, journal=object())  # type: ignore[arg-type]

@@ -221,3 +221,29 @@ def test_no_long_engine_module() -> None:
         and (lines := len(path.read_text().splitlines())) > MAX_ENGINE_MODULE_LINES
     ]
     assert long == []
+
+
+def test_each_apis_knowledge_is_in_one_spec() -> None:
+    """Key, origin, auth header, error mapping and never-started live in the client's
+    ``ApiSpec``; no client adds hooks of its own for them."""
+    from kepler_async import AsyncKepler
+    from kepler_async._engine._spec import ApiSpec
+    from kepler_async.deepidv import AsyncDeepidv
+    from kepler_async.midlyr import AsyncMidLyr
+    from kepler_async.parsetx import AsyncParseTx
+
+    old_hooks = {
+        "_error_mapper",
+        "_never_started",
+        "_resolve_key",
+        "_resolve_base_url",
+        "_describe_key",
+        "_api_key_env",
+        "_default_base_url",
+        "_auth_header",
+        "_key_prefixes",
+        "_api_name",
+    }
+    for client in (AsyncKepler, AsyncDeepidv, AsyncMidLyr, AsyncParseTx):
+        assert isinstance(client._spec, ApiSpec)
+        assert not old_hooks & set(vars(client)), client.__name__

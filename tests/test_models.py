@@ -81,7 +81,7 @@ def test_naive_and_offset_timestamps_become_aware() -> None:
 
 def test_job_with_unknown_failure_reason_and_nulls() -> None:
     job = decode(
-        ka.Job,
+        ka.KeplerJob,
         {
             "job_id": "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f",
             "status": "failed",

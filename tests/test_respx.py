@@ -57,7 +57,7 @@ async def test_each_simulator_answers_its_apis_real_base_url(
 ) -> None:
     api = APIS[name]
     sim = api.make_sim()
-    assert sim.api_base_url == api.client_class._default_base_url
+    assert sim.api_base_url == api.client_class._spec.default_base_url
     route = sim.mock(respx_mock)
     async with api.client_class(api.key) as client:  # the real base URL, no transport
         handle = await api.submit(client, 0, journal=False)

@@ -41,7 +41,7 @@ async def every_call() -> None:
         score: ka.Score = await k.get_score("stripe.com")
         when: datetime = score.scored_at
         rating: ka.KIRating | str = score.ki_rating
-        row: ka.Job = await k.get_job("9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
+        row: ka.KeplerJob = await k.get_job("9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f")
         page: ka.HistoryPage = await k.history("stripe.com", limit=10, cursor=None)
         async for record in k.iter_history("stripe.com", page_size=50, max_records=100):
             value: float = record.composite_score

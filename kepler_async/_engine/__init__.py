@@ -2,7 +2,7 @@
 
 Nothing here knows a vendor (a test checks that no module of this package imports one
 or names a vendor model). A vendor plugs in through a *dialect*, a small pure object
-implementing ``JobApi`` (``_protocol``); the engine does all the I/O and timing:
+implementing ``Dialect`` (``_protocol``); the engine does all the I/O and timing:
 
 - ``_protocol``: the dialect protocol and the states its classifiers return.
 - ``_http``: the one HTTP boundary (auth header, errors, transient retries, bounded

@@ -39,9 +39,9 @@ from kepler_async._exceptions import (
 )
 from kepler_async._policies import PollPolicy
 
+from ._dialect import Dialect, Done, Request, SubmitState
 from ._handle import JobHandle
 from ._http import HttpBoundary, Reply
-from ._protocol import Done, JobApi, Request, SubmitState
 from ._record import JobRecord
 from ._replay import WAIT, InDoubt, JournalReplay
 from ._scheduler import Scheduler
@@ -80,7 +80,7 @@ class Binding(Generic[R]):
         self,
         *,
         host: Host,
-        dialect: JobApi[R],
+        dialect: Dialect[R],
         http: HttpBoundary,
         policy: PollPolicy,
         handle_class: type[JobHandle[R]] = JobHandle,

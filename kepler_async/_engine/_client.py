@@ -2,17 +2,14 @@
 
 One constructor (key, base URL, HTTP client or transport, timeout, retries, poll
 policy, engine, journal), one lifecycle (``async with`` / ``aclose()``), ``resume``,
-``statistics`` and the one submit path (``Binding.submit``). A client for an API sets
-a few class attributes and makes its dialect; see ``kepler_async.deepidv`` for a
-small one.
+``statistics``, fan-out and the one submit path (``Binding.submit``). A client for an
+API names its ``ApiSpec`` (``_spec``) and makes its dialect; see ``kepler_async.deepidv``
+for a small one.
 """
 
 from __future__ import annotations
 
 import abc
-import ipaddress
-import os
-import re
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from types import TracebackType
@@ -22,7 +19,7 @@ import anyio
 import httpx
 
 from kepler_async._constants import DEFAULT_TIMEOUT
-from kepler_async._exceptions import APIError, ClientClosed, ConfigurationError, SubmitInDoubt
+from kepler_async._exceptions import ClientClosed, ConfigurationError, SubmitInDoubt
 from kepler_async._policies import (
     DEFAULT,
     PollPolicy,
@@ -33,69 +30,20 @@ from kepler_async._policies import (
 )
 
 from ._binding import Binding
+from ._dialect import Dialect, Request
 from ._engine import CLOSE_BOUND, JobEngine
 from ._fanout import FanOut, FanOutPlan, Outcome, check_fan_out
 from ._handle import JobHandle
 from ._http import DEFAULT_MAX_BODY, DEFAULT_MAX_POLL_BODY, HttpBoundary
-from ._protocol import JobApi, Request
+from ._spec import ApiSpec, check_plain_http
 from ._stats import EngineStatistics
 from .stores import JobStore, key_fingerprint
 
-__all__ = ["ApiClient", "check_base_url", "check_plain_http", "is_local_host"]
+__all__ = ["ApiClient"]
 
 R = TypeVar("R")
 C = TypeVar("C", bound="ApiClient[Any]")
 B = TypeVar("B", bound="FanOut[Any]")
-
-_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no whitespace
-
-
-#: Hosts that never leave this machine or never resolve on the internet (RFC 6761).
-_LOCAL_SUFFIXES = (".localhost", ".test", ".invalid", ".example")
-
-
-def is_local_host(host: str) -> bool:
-    """True for a loopback address, ``localhost`` or a special-use test name."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(_LOCAL_SUFFIXES):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_base_url(base_url: object) -> str:
-    """``base_url`` as we keep it (no trailing slash), or ``ConfigurationError``."""
-    try:
-        url = httpx.URL(base_url)  # type: ignore[arg-type]
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"base_url {base_url!r} is not a URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(
-            f"base_url {base_url!r} needs an http:// or https:// scheme and a host"
-        )
-    if url.query or url.fragment:
-        raise ConfigurationError(f"base_url {base_url!r} must not carry a query or fragment")
-    if url.path not in ("", "/"):
-        raise ConfigurationError(
-            f"base_url {base_url!r} has a path ({url.path!r}): give the API's origin only, "
-            f"as in '{url.scheme}://{url.netloc.decode()}'; the client adds the paths"
-        )
-    return str(url).rstrip("/")
-
-
-def check_plain_http(base_url: str, transport: object, allowed: bool) -> None:
-    """Refuse ``http://`` to a remote host (the key would cross the network in clear),
-    unless the caller opted in or the transport never leaves the process."""
-    url = httpx.URL(base_url)
-    in_process = isinstance(transport, (httpx.ASGITransport, httpx.MockTransport))
-    if url.scheme == "http" and not (allowed or in_process or is_local_host(url.host)):
-        raise ConfigurationError(
-            f"base_url {base_url!r} is plain http to a host that is not this machine: "
-            "the API key would cross the network unencrypted. Use https://, or pass "
-            "allow_plain_http=True if you really mean it (a proxy on a trusted network)"
-        )
 
 
 def _byte_limit(name: str, value: object) -> int:
@@ -148,17 +96,10 @@ class ApiClient(abc.ABC, Generic[R]):
     default is ``$KEPLER_ASYNC_HTTP_BACKEND`` or else ``"httpx"``.
     """
 
-    #: The API's short name, for messages.
-    _api_name: ClassVar[str]
-    #: The environment variable the key is read from when ``api_key`` is None.
-    _api_key_env: ClassVar[str]
-    _default_base_url: ClassVar[str]
-    #: The header that carries the key.
-    _auth_header: ClassVar[str]
+    #: What the client knows of its API: key, origin, auth header, error mapping.
+    _spec: ClassVar[ApiSpec]
     #: The handle type its submits return.
     _handle_class: ClassVar[type[JobHandle[Any]]] = JobHandle
-    #: The prefixes the API's keys start with, where it documents them.
-    _key_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -179,8 +120,9 @@ class ApiClient(abc.ABC, Generic[R]):
         resubmit_in_doubt: bool = False,
         http_backend: str | None = None,
     ) -> None:
-        key = self._resolve_key(api_key)
-        url = self._resolve_base_url(base_url)
+        spec = self._spec
+        key = spec.resolve_key(api_key)
+        url = spec.resolve_base_url(base_url)
         check_plain_http(url, transport, bool(allow_plain_http))
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass http_client or transport, not both")
@@ -194,13 +136,13 @@ class ApiClient(abc.ABC, Generic[R]):
             engine = _own_engine(max_in_flight, http_backend)
         self._engine = engine
         self._entered = False
-        self._key_hint = self._describe_key(key)
+        self._key_hint = spec.describe_key(key)
         http = HttpBoundary.create(
             api_key=key,
             base_url=url,
-            auth_header=self._auth_header,
-            map_error=self._error_mapper(),
-            never_started=self._never_started,
+            auth_header=spec.auth_header,
+            map_error=spec.map_error,
+            never_started=spec.never_started,
             http_client=http_client,
             transport=transport,
             timeout=float(timeout),
@@ -224,16 +166,8 @@ class ApiClient(abc.ABC, Generic[R]):
     # --- what each API says -----------------------------------------------------------
 
     @abc.abstractmethod
-    def _make_dialect(self, base_url: str) -> JobApi[R]:
+    def _make_dialect(self, base_url: str) -> Dialect[R]:
         """The API's dialect (every client makes its own)."""
-
-    @abc.abstractmethod
-    def _error_mapper(self) -> Callable[..., APIError]:
-        """The API's error mapper: status and body to the error tree."""
-
-    def _never_started(self, error: APIError) -> bool:
-        """True if the API says a refused submit started nothing (safe to send again)."""
-        return False
 
     async def _in_doubt(self, key: str, subject: str | None, submitted_at: float) -> R | None:
         """A journaled submit of ``key`` may have started a job whose id never came
@@ -248,7 +182,7 @@ class ApiClient(abc.ABC, Generic[R]):
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(submitted_at))
         raise SubmitInDoubt(
             f"a submit of {key!r} at {when} "
-            f"may have started a job whose id never came back, and {self._api_name} gives "
+            f"may have started a job whose id never came back, and {self._spec.name} gives "
             "no way to find it; sending it again may pay twice (pass "
             "resubmit_in_doubt=True to the client to do so)",
             method="POST",
@@ -256,37 +190,6 @@ class ApiClient(abc.ABC, Generic[R]):
             journal_key=key,
             submitted_at=submitted_at,
         )
-
-    @classmethod
-    def _resolve_key(cls, api_key: str | None) -> str:
-        if api_key is None:
-            api_key = os.environ.get(cls._api_key_env, "")
-        if not isinstance(api_key, str):
-            raise ConfigurationError(f"api_key must be a string, not {type(api_key).__name__}")
-        key = api_key.strip()
-        if not key:
-            raise ConfigurationError(
-                f"no {cls._api_name} API key: pass api_key=... or set {cls._api_key_env}"
-            )
-        if not _KEY_CHARS.match(key):
-            raise ConfigurationError(
-                f"the {cls._api_name} API key is malformed: expected printable ASCII "
-                "characters and no whitespace"
-            )
-        if cls._key_prefixes and not key.startswith(cls._key_prefixes):
-            raise ConfigurationError(
-                f"the API key does not look like a {cls._api_name} key: expected it to "
-                f"start with {' or '.join(repr(p) for p in cls._key_prefixes)}"
-            )
-        return key
-
-    @classmethod
-    def _resolve_base_url(cls, base_url: str | None) -> str:
-        return check_base_url(base_url if base_url is not None else cls._default_base_url)
-
-    @staticmethod
-    def _describe_key(key: str) -> str:
-        return "***"
 
     # --- lifecycle ----------------------------------------------------------------------
 

@@ -8,13 +8,13 @@ import re
 import urllib.parse
 from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kepler_async import _exceptions as exc
 from kepler_async._policies import parse_retry_after
 from kepler_async._serde import converter, decode
 
-from ._protocol import Accepted, Done, Request, ThrottleScope
+from ._dialect import Accepted, Done, Request, ThrottleScope
 
 __all__ = [
     "DialectDefaults",
@@ -26,6 +26,7 @@ __all__ = [
     "epoch_to_datetime",
     "make_error_mapper",
     "path_segment",
+    "retype",
 ]
 
 
@@ -91,23 +92,37 @@ def epoch_to_datetime(value: object) -> datetime | None:
         return None
 
 
+#: Headers an API may name its request id in (the first found is kept).
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-amz-apigw-id")
+
+E = TypeVar("E", bound=exc.APIError)
+
+
+def _no_reason(body: object) -> str | None:
+    return None
+
+
 def make_error_mapper(
     vendor: str,
     *,
     job_path: str,
     read: Callable[[object], tuple[str | None, str | None]],
+    reason: Callable[[object], str | None] = _no_reason,
     special: Callable[[int, object, exc.APIError], exc.APIError] | None = None,
+    prefix: bool = True,
 ) -> Callable[..., exc.APIError]:
     """An error mapper for ``HttpBoundary``: status classes of the one tree.
 
-    ``read(body)`` gives (code, message); ``special`` may replace the result.
+    ``read(body)`` gives (code, message) and ``reason(body)`` a reason, where the API
+    gives one; ``special`` may replace the result (a class the status alone does not
+    tell). Messages start with the vendor's name unless ``prefix`` is False.
     """
 
     def mapper(
         status: int, body: object, headers: Mapping[str, str], *, method: str, path: str
     ) -> exc.APIError:
         code, message = read(body)
-        text = f"{vendor}: {message or code or f'HTTP {status}'}"
+        text = message or code or f"HTTP {status}"
         on_job = path.startswith(job_path)
         cls: type[exc.APIError]
         if status == 400:
@@ -125,9 +140,11 @@ def make_error_mapper(
         else:
             cls = exc.APIError
         error = cls(
-            text,
+            f"{vendor}: {text}" if prefix else text,
             status=status,
             code=code,
+            reason=reason(body),
+            request_id=next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None),
             method=method,
             path=path,
             retry_after=parse_retry_after(headers.get("retry-after")),
@@ -135,6 +152,20 @@ def make_error_mapper(
         return special(status, body, error) if special is not None else error
 
     return mapper
+
+
+def retype(error: exc.APIError, cls: type[E]) -> E:
+    """``error`` as another class of the tree (for ``special``), every field kept."""
+    return cls(
+        error.message,
+        status=error.status,
+        code=error.code,
+        reason=error.reason,
+        request_id=error.request_id,
+        method=error.method,
+        path=error.path,
+        retry_after=error.retry_after,
+    )
 
 
 def body_key(request: Request) -> Hashable:

@@ -29,7 +29,7 @@ from kepler_async._exceptions import (
 from kepler_async._policies import RetryPolicy
 
 from ._adaptive import DurationModel
-from ._protocol import Done, Failed, Fetch, Pending, Request
+from ._dialect import Done, Failed, Fetch, Pending, Request
 from ._record import JobOwner, JobRecord
 
 __all__ = ["DEADLINE_GRACE", "EARLY", "Poller", "deadline_exceeded"]

@@ -22,8 +22,8 @@ import anyio
 from kepler_async._exceptions import KeplerError, RateLimited
 from kepler_async._policies import PollPolicy
 
+from ._dialect import Dialect, Request
 from ._http import HttpBoundary
-from ._protocol import JobApi, Request
 from ._stats import Counters
 
 __all__ = ["JobOwner", "JobRecord", "State"]
@@ -41,7 +41,7 @@ State = Literal["pending", "done", "failed", "cancelled"]
 class JobOwner(Protocol):
     """What the scheduler and the handles need from a record's owner."""
 
-    dialect: JobApi[Any]
+    dialect: Dialect[Any]
     http: HttpBoundary
     policy: PollPolicy
     counters: Counters

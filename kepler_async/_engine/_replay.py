@@ -21,7 +21,7 @@ import anyio
 
 from kepler_async._exceptions import DeadlineExceeded, SubmitHeldElsewhere
 
-from ._protocol import JobApi
+from ._dialect import Dialect
 from ._record import JobRecord
 from ._writer import JournalWriter
 from .stores import JournalEntry
@@ -46,7 +46,7 @@ class JournalReplay:
     """Reads a binding's journal before a submit (see the module docstring)."""
 
     def __init__(
-        self, writer: JournalWriter, dialect: JobApi[Any], in_doubt: InDoubt | None
+        self, writer: JournalWriter, dialect: Dialect[Any], in_doubt: InDoubt | None
     ) -> None:
         self.writer = writer
         self.dialect = dialect

@@ -32,8 +32,8 @@ from kepler_async._exceptions import (
     TransportError,
 )
 
+from ._dialect import Accepted, Dialect, Done, Request, SubmitState
 from ._http import HttpBoundary, Redirected, Reply
-from ._protocol import Accepted, Done, JobApi, Request, SubmitState
 from ._record import JobRecord
 from ._scheduler import Scheduler
 from ._writer import JournalWriter
@@ -113,7 +113,7 @@ async def send(
 # --- classify -----------------------------------------------------------------------
 
 
-def classify(dialect: JobApi[Any], request: Request, reply: Reply) -> SubmitState:
+def classify(dialect: Dialect[Any], request: Request, reply: Reply) -> SubmitState:
     """The dialect's reading of a submit answer: a result, or a job to poll."""
     try:
         state = dialect.classify_submit(reply.status, reply.body)

@@ -22,7 +22,7 @@ import anyio
 from kepler_async._exceptions import ClientClosed, JobFailed
 
 from ._backlog import WRITE_BOUND, JournalBacklog, Write
-from ._protocol import JobApi
+from ._dialect import Dialect
 from ._record import JobRecord
 from .stores import JobStore, JournalEntry, JournalUnavailable
 
@@ -41,7 +41,7 @@ class JournalWriter:
     def __init__(
         self,
         store: JobStore,
-        dialect: JobApi[Any],
+        dialect: Dialect[Any],
         *,
         base_url: str,
         fingerprint: str,

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Iterable
 
 import anyio
 
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
 from kepler_async._engine._http import HttpBoundary
-from kepler_async._exceptions import APIError, NotFound
+from kepler_async._exceptions import NotFound
 from kepler_async._policies import DEFAULT, UseDefault
 
 from ._batch import KeplerFanOut, ScoreBatch, score_outcome
-from ._config import API_KEY_ENV, DEFAULT_BASE_URL, resolve_api_key, resolve_base_url
+from ._config import KEPLER
 from ._dialect import IN_DOUBT_MARGIN, LONGEST_COLD_RUN, KeplerDialect
 from ._domains import normalize_domain
 from ._endpoints import KeplerEndpoints
-from ._errors import kepler_error, kepler_submit_never_started
 from ._job import ScoreJob
 from ._models import Score
 
@@ -52,35 +51,14 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
     and never POSTs a domain twice.
     """
 
-    _api_name = "Kepler"
-    _api_key_env = API_KEY_ENV
-    _default_base_url = DEFAULT_BASE_URL
-    _auth_header = "X-API-Key"
+    _spec = KEPLER
     _handle_class = ScoreJob
 
     # --- what Kepler says ---------------------------------------------------------------
 
-    @classmethod
-    def _resolve_key(cls, api_key: str | None) -> str:
-        return resolve_api_key(api_key)
-
-    @classmethod
-    def _resolve_base_url(cls, base_url: str | None) -> str:
-        return resolve_base_url(base_url)
-
-    @staticmethod
-    def _describe_key(key: str) -> str:
-        return "ki_test_***" if key.startswith("ki_test_") else "ki_live_***"
-
     def _make_dialect(self, base_url: str) -> KeplerDialect:
         self._kepler_dialect = KeplerDialect(base_url=base_url)
         return self._kepler_dialect
-
-    def _error_mapper(self) -> Callable[..., APIError]:
-        return kepler_error
-
-    def _never_started(self, error: APIError) -> bool:
-        return kepler_submit_never_started(error)
 
     async def _in_doubt(self, key: str, subject: str | None, submitted_at: float) -> Score | None:
         """A POST of ``key`` whose answer never came may have started a cold run: a

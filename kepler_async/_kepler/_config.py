@@ -1,12 +1,10 @@
-"""Settings a client is built from: the API key and the base URL, checked early."""
+"""What the Kepler client knows of its API: ``KEPLER`` (an ``ApiSpec``) and its limits."""
 
 from __future__ import annotations
 
-import os
-import re
+from kepler_async._engine._spec import ApiSpec
 
-from kepler_async._engine._client import check_base_url
-from kepler_async._exceptions import ConfigurationError
+from ._errors import kepler_error, kepler_submit_never_started
 
 __all__ = [
     "API_KEY_ENV",
@@ -14,47 +12,31 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "HISTORY_DEFAULT_LIMIT",
     "HISTORY_MAX_LIMIT",
-    "resolve_api_key",
-    "resolve_base_url",
+    "KEPLER",
 ]
 
 DEFAULT_BASE_URL = "https://api.keplerinsights.us"
 API_KEY_ENV = "KEPLER_API_KEY"
-API_KEY_PREFIXES = ("ki_live_", "ki_test_")
+BASE_URL_ENV = "KEPLER_BASE_URL"
 
 #: History page size the API uses when none is given, and its bounds.
 HISTORY_DEFAULT_LIMIT = 100
 HISTORY_MAX_LIMIT = 500
 
-BASE_URL_ENV = "KEPLER_BASE_URL"
-_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+
+def _describe_key(key: str) -> str:
+    return "ki_test_***" if key.startswith("ki_test_") else "ki_live_***"
 
 
-def resolve_api_key(api_key: str | None) -> str:
-    if api_key is None:
-        api_key = os.environ.get(API_KEY_ENV)
-        if not api_key:
-            raise ConfigurationError(
-                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable "
-                "(a 'ki_test_' key works against the sandbox and the simulator)"
-            )
-    if not isinstance(api_key, str):
-        raise ConfigurationError(f"api_key must be a string, not {type(api_key).__name__}")
-    api_key = api_key.strip()
-    if not api_key.startswith(API_KEY_PREFIXES):
-        raise ConfigurationError(
-            "the API key does not look like a Kepler key: expected it to start with "
-            "'ki_live_' (live) or 'ki_test_' (sandbox)"
-        )
-    if not _KEY_CHARS.match(api_key) or len(api_key) <= len("ki_live_"):
-        raise ConfigurationError(
-            "the API key is malformed: expected 'ki_live_' or 'ki_test_' followed by "
-            "printable ASCII characters and no spaces"
-        )
-    return api_key
-
-
-def resolve_base_url(base_url: str | None) -> str:
-    if base_url is None:
-        base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-    return check_base_url(base_url)
+KEPLER = ApiSpec(
+    name="Kepler",
+    key_env=API_KEY_ENV,
+    key_prefixes=("ki_live_", "ki_test_"),
+    key_help="a 'ki_test_' key works against the sandbox and the simulator",
+    default_base_url=DEFAULT_BASE_URL,
+    base_url_env=BASE_URL_ENV,
+    auth_header="X-API-Key",
+    map_error=kepler_error,
+    never_started=kepler_submit_never_started,
+    describe_key=_describe_key,
+)

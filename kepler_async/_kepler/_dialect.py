@@ -7,8 +7,7 @@ from collections.abc import Hashable
 
 import attrs
 
-from kepler_async._engine._kit import path_segment
-from kepler_async._engine._protocol import (
+from kepler_async._engine._dialect import (
     Accepted,
     Done,
     Failed,
@@ -18,6 +17,7 @@ from kepler_async._engine._protocol import (
     Request,
     ThrottleScope,
 )
+from kepler_async._engine._kit import path_segment
 from kepler_async._exceptions import (
     ColdBudgetExhausted,
     InvalidJobId,
@@ -35,7 +35,7 @@ from kepler_async._policies import PollPolicy
 from kepler_async._serde import converter, decode
 
 from ._domains import validate_job_id
-from ._models import Job, JobAccepted, JobStatus, Score
+from ._models import JobAccepted, JobStatus, KeplerJob, Score
 
 __all__ = [
     "FAILURE_CLASSES",
@@ -159,7 +159,7 @@ class KeplerDialect:
                 return _PENDING
             domain = body.get("domain")
             return Pending(domain if isinstance(domain, str) else None)
-        job = decode(Job, body, what=f"GET /v1/jobs/{job_id}")
+        job = decode(KeplerJob, body, what=f"GET /v1/jobs/{job_id}")
         domain = job.domain or subject
         if job.status is JobStatus.PENDING:
             return Pending(domain)

@@ -19,7 +19,7 @@ from ._models import (
     Distribution,
     HistoryPage,
     HistoryRecord,
-    Job,
+    KeplerJob,
     Movers,
     MoversWindow,
     Score,
@@ -61,10 +61,10 @@ class KeplerEndpoints(abc.ABC):
         name = normalize_domain(domain)
         return await self._get(f"/v1/score/{path_segment(name)}", Score)
 
-    async def get_job(self, job_id: str) -> Job:
+    async def get_job(self, job_id: str) -> KeplerJob:
         """One look at a cold job (``GET /v1/jobs/{job_id}``)."""
         canonical = validate_job_id(job_id)
-        return await self._get(f"/v1/jobs/{path_segment(canonical)}", Job)
+        return await self._get(f"/v1/jobs/{path_segment(canonical)}", KeplerJob)
 
     async def history(
         self, domain: str, *, limit: int | None = None, cursor: str | None = None

@@ -31,10 +31,10 @@ __all__ = [
     "HistogramBin",
     "HistoryPage",
     "HistoryRecord",
-    "Job",
     "JobAccepted",
     "JobStatus",
     "KIRating",
+    "KeplerJob",
     "Mover",
     "Movers",
     "MoversWindow",
@@ -187,8 +187,10 @@ class ResultRef:
 
 
 @attrs.frozen(kw_only=True)
-class Job:
-    """A cold job as ``GET /v1/jobs/{job_id}`` reports it."""
+class KeplerJob:
+    """A cold job as ``GET /v1/jobs/{job_id}`` reports it (its *job body*; the other
+    APIs' are ``DeepidvJob``, ``MidLyrJob`` and ``EnrichJob``). Called ``Job`` up to
+    0.1.0; that name still works for a release, with a ``DeprecationWarning``."""
 
     job_id: str
     status: JobStatus | str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterable, Callable, Hashable, Iterable, Mapping
+from collections.abc import AsyncIterable, Hashable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ import attrs
 
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
+from kepler_async._engine._dialect import Done, Failed, Pending, PollState, Request
 from kepler_async._engine._fanout import FanOut, Outcome
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
@@ -23,8 +24,8 @@ from kepler_async._engine._kit import (
     make_error_mapper,
 )
 from kepler_async._engine._kit import path_segment as _segment
-from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
-from kepler_async._exceptions import APIError, InvalidInput, JobFailed, KeplerError, ProtocolError
+from kepler_async._engine._spec import ApiSpec
+from kepler_async._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import OpenEnum as _OpenEnum
 from kepler_async._serde import decode
@@ -121,6 +122,14 @@ def _read_error(body: object) -> tuple[str | None, str | None]:
 
 
 _map_error = make_error_mapper("deepidv", job_path=JOB_PATH, read=_read_error)
+
+DEEPIDV = ApiSpec(
+    name="deepidv",
+    key_env=API_KEY_ENV,
+    default_base_url=DEFAULT_BASE_URL,
+    auth_header="x-api-key",
+    map_error=_map_error,
+)
 
 
 @attrs.frozen
@@ -272,16 +281,10 @@ class _ScreenMany:
 class AsyncDeepidv(ApiClient[AdverseMediaResult]):
     """A client for deepidv's asynchronous screenings, on the kepler_async engine."""
 
-    _api_name = "deepidv"
-    _api_key_env = API_KEY_ENV
-    _default_base_url = DEFAULT_BASE_URL
-    _auth_header = "x-api-key"
+    _spec = DEEPIDV
 
     def _make_dialect(self, base_url: str) -> DeepidvDialect:
         return DeepidvDialect()
-
-    def _error_mapper(self) -> Callable[..., APIError]:
-        return _map_error
 
     async def _in_doubt(
         self, key: str, subject: str | None, submitted_at: float

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +10,7 @@ import attrs
 
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
+from kepler_async._engine._dialect import Done, Failed, Pending, PollState, Request
 from kepler_async._engine._fanout import FanOut, Outcome
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
@@ -20,8 +21,8 @@ from kepler_async._engine._kit import (
     make_error_mapper,
 )
 from kepler_async._engine._kit import path_segment as _segment
-from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request
-from kepler_async._exceptions import APIError, InvalidInput, JobFailed, KeplerError, ProtocolError
+from kepler_async._engine._spec import ApiSpec
+from kepler_async._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import decode
 
@@ -154,6 +155,14 @@ def _read_error(body: object) -> tuple[str | None, str | None]:
 
 _map_error = make_error_mapper("midlyr", job_path=JOB_PATH, read=_read_error)
 
+MIDLYR = ApiSpec(
+    name="midlyr",
+    key_env=API_KEY_ENV,
+    default_base_url=DEFAULT_BASE_URL,
+    auth_header="x-api-key",
+    map_error=_map_error,
+)
+
 
 def _result(raw: object) -> MidLyrResult | None:
     if raw is None:
@@ -263,16 +272,10 @@ class _ScreenMany:
 class AsyncMidLyr(ApiClient[MidLyrResult]):
     """A client for MidLyr's screen analysis jobs, on the kepler_async engine."""
 
-    _api_name = "midlyr"
-    _api_key_env = API_KEY_ENV
-    _default_base_url = DEFAULT_BASE_URL
-    _auth_header = "x-api-key"
+    _spec = MIDLYR
 
     def _make_dialect(self, base_url: str) -> MidLyrDialect:
         return MidLyrDialect()
-
-    def _error_mapper(self) -> Callable[..., APIError]:
-        return _map_error
 
     async def submit_screen(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Iterable, Sequence
 from datetime import datetime
 
 import attrs
@@ -10,6 +10,7 @@ import attrs
 from kepler_async import _exceptions as exc
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
+from kepler_async._engine._dialect import Done, Failed, Pending, PollState, Request, ThrottleScope
 from kepler_async._engine._fanout import FanOut, Outcome
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
@@ -19,8 +20,8 @@ from kepler_async._engine._kit import (
     make_error_mapper,
 )
 from kepler_async._engine._kit import path_segment as _segment
-from kepler_async._engine._protocol import Done, Failed, Pending, PollState, Request, ThrottleScope
-from kepler_async._exceptions import APIError, InvalidInput, JobFailed, KeplerError, ProtocolError
+from kepler_async._engine._spec import ApiSpec
+from kepler_async._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import OpenEnum as _OpenEnum
 from kepler_async._serde import decode
@@ -147,6 +148,15 @@ def _quota(status: int, body: object, error: exc.APIError) -> exc.APIError:
 
 _map_error = make_error_mapper("parsetx", job_path=JOB_PATH, read=_read_error, special=_quota)
 
+PARSETX = ApiSpec(
+    name="parsetx",
+    key_env=API_KEY_ENV,
+    key_prefixes=("pt_",),  # pt_live_... (the vendor's docs)
+    default_base_url=DEFAULT_BASE_URL,
+    auth_header="X-API-Key",
+    map_error=_map_error,
+)
+
 
 @attrs.frozen
 class ParseTxDialect(DialectDefaults):
@@ -250,17 +260,10 @@ class _EnrichMany:
 class AsyncParseTx(ApiClient[EnrichResult]):
     """A client for ParseTx's asynchronous enrichment, on the kepler_async engine."""
 
-    _api_name = "parsetx"
-    _api_key_env = API_KEY_ENV
-    _default_base_url = DEFAULT_BASE_URL
-    _auth_header = "X-API-Key"
-    _key_prefixes = ("pt_",)  # pt_live_... (the vendor's docs)
+    _spec = PARSETX
 
     def _make_dialect(self, base_url: str) -> ParseTxDialect:
         return ParseTxDialect()
-
-    def _error_mapper(self) -> Callable[..., APIError]:
-        return _map_error
 
     async def submit_enrich(
         self,

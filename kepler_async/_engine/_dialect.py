@@ -18,10 +18,10 @@ from kepler_async._policies import PollPolicy
 
 __all__ = [
     "Accepted",
+    "Dialect",
     "Done",
     "Failed",
     "Fetch",
-    "JobApi",
     "Pending",
     "PollState",
     "Request",
@@ -93,7 +93,7 @@ SubmitState = Accepted | Done[Any]
 ThrottleScope = Literal["submits", "requests"]
 
 
-class JobApi(Protocol[R]):
+class Dialect(Protocol[R]):
     """How to drive the jobs of one API. Implementations are pure and reusable."""
 
     @property
