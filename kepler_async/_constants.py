@@ -18,5 +18,6 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_IN_FLIGHT = 10
 DEFAULT_MAX_IN_FLIGHT_AIOHTTP = 50
 
-#: Jobs ``score_many`` keeps submitted and unfinished at once.
+#: Jobs a fan-out (``score_many`` and every ``*_many``) keeps submitted and unfinished
+#: at once.
 DEFAULT_MAX_OUTSTANDING = 1000

@@ -55,7 +55,7 @@ _MAX_STALL = 0.0005
 def _loop_clock() -> Callable[[], float]:
     """The running loop's clock itself: ``anyio.current_time`` looks the event loop
     library up on every call, and the scheduler reads the clock several times a poll
-    (63,000 calls, 0.23 s of 11 s under cProfile in benchmarks/overhead.py)."""
+    (what that cost: benchmarks/README.md, "Why the engine does what it does")."""
     library = sniffio.current_async_library()
     if library == "asyncio":
         import asyncio
@@ -148,9 +148,8 @@ class Scheduler:
     async def _acquire(self, borrower: object) -> None:
         """Take an in-flight slot for ``borrower``.
 
-        A free slot is taken without a trip through the event loop (anyio's
-        ``acquire`` always yields once: with it, 1.30x raw httpx's CPU per cold job in
-        benchmarks/overhead.py; without, 1.03-1.08x).
+        A free slot is taken without a trip through the event loop: anyio's ``acquire``
+        always yields once, a cost paid on every request (benchmarks/README.md).
         """
         try:
             self.limiter.acquire_on_behalf_of_nowait(borrower)
