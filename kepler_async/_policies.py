@@ -1,6 +1,6 @@
 """Small pure policies the I/O loops call: backoff delays and ``Retry-After``.
 
-Nothing here sleeps or sends; tables in ``tests/test_policies.py`` pin them down.
+Nothing here sleeps or sends; tables in ``tests/engine/test_policies.py`` pin them down.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ __all__ = [
     "check_deadline",
     "check_seconds",
     "parse_retry_after",
-    "policy_for",
 ]
 
 
@@ -265,8 +264,3 @@ class UseDefault:
 
 #: ``deadline=DEFAULT``: the client's policy deadline (``None`` means no deadline at all).
 DEFAULT = UseDefault()
-
-
-def policy_for(policy: PollPolicy, deadline: float | UseDefault | None) -> PollPolicy:
-    """``policy``, with ``deadline`` unless it is ``DEFAULT``."""
-    return policy if isinstance(deadline, UseDefault) else policy.with_deadline(deadline)

@@ -31,7 +31,7 @@ from kepler_async._policies import (
 
 from ._binding import Binding
 from ._dialect import Dialect, Request
-from ._engine import CLOSE_BOUND, JobEngine
+from ._engine import CLOSE_BOUND, EngineState, JobEngine
 from ._fanout import FanOut, FanOutPlan, Outcome, check_fan_out
 from ._handle import JobHandle
 from ._http import DEFAULT_MAX_BODY, DEFAULT_MAX_POLL_BODY, HttpBoundary
@@ -135,7 +135,6 @@ class ApiClient(abc.ABC, Generic[R]):
         if engine is None:
             engine = _own_engine(max_in_flight, http_backend)
         self._engine = engine
-        self._entered = False
         self._key_hint = spec.describe_key(key)
         http = HttpBoundary.create(
             api_key=key,
@@ -199,9 +198,8 @@ class ApiClient(abc.ABC, Generic[R]):
             await self._binding.journal.bind(
                 base_url=self.base_url, fingerprint=self._binding.fingerprint
             )
-        if self._owns_engine and not self._engine.running:
+        if self._owns_engine and self._engine.state is EngineState.UNOPENED:
             await self._engine.open_in_task()
-            self._entered = True
         return self
 
     async def __aexit__(
@@ -213,8 +211,7 @@ class ApiClient(abc.ABC, Generic[R]):
         try:
             await self.aclose()
         finally:
-            if self._entered:
-                self._entered = False
+            if self._owns_engine:  # leaves the task group __aenter__ entered, if any
                 await self._engine.exit_in_task()
 
     async def aclose(self) -> None:

@@ -40,8 +40,9 @@ class _Collect:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: dict[str, Any]) -> bool:
         self.rows.append(row)
+        return True
 
 
 def _simulator() -> KeplerSimulator:
@@ -78,7 +79,7 @@ def run_demo(*, quiet: bool = False) -> int:
             return await run_batch(
                 kepler,
                 items,
-                collected,  # type: ignore[arg-type]
+                collected,
                 max_outstanding=100,
                 deadline=180 * TIME_SCALE,
                 console=err if err.is_terminal and not quiet else None,

@@ -120,18 +120,34 @@ def row_for(item: InputLine, outcome: ScoreOutcome, elapsed: float) -> dict[str,
 
 
 class RowWriter:
-    """Writes rows as JSON Lines or CSV, flushing each so a crash loses no row."""
+    """Writes rows as JSON Lines or CSV, flushing each so a crash loses no row.
+
+    When the reader goes away (``... | head -2`` has what it wants), writing stops
+    quietly, as Unix tools do: ``reader_gone`` says so and ``write`` returns False.
+    """
 
     def __init__(self, stream: IO[str], fmt: str) -> None:
         self._stream = stream
         self._csv: Any = None
+        self.reader_gone = False
         if fmt == "csv":
             self._csv = csv.DictWriter(stream, fieldnames=COLUMNS)
-            self._csv.writeheader()
+            self._put(self._csv.writeheader)
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: dict[str, Any]) -> bool:
+        """Write one row; False once nobody reads the output any more."""
         if self._csv is not None:
-            self._csv.writerow({k: "" if v is None else v for k, v in row.items()})
-        else:
-            self._stream.write(json.dumps(row) + "\n")
-        self._stream.flush()
+            csv_row = {k: "" if v is None else v for k, v in row.items()}
+            return self._put(lambda: self._csv.writerow(csv_row))
+        line = json.dumps(row) + "\n"
+        return self._put(lambda: self._stream.write(line))
+
+    def _put(self, write: Any) -> bool:
+        if self.reader_gone:
+            return False
+        try:
+            write()
+            self._stream.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+        return not self.reader_gone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import IO, Any
 
@@ -29,6 +30,9 @@ from ._run import print_summary, run_batch, run_interruptible
 __all__ = ["main"]
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The reader of the rows went away (``| head``): what a shell reports for a writer
+#: that SIGPIPE ended, without the traceback.
+EXIT_READER_GONE = 141
 
 
 def _stderr(quiet: bool) -> Console | None:
@@ -140,7 +144,8 @@ def score(
     """Score DOMAIN... (and/or the domains of --file). The key comes from KEPLER_API_KEY.
 
     Exit status: 0 all scored, 1 some failed or were not attempted, 2 usage or
-    configuration error, 130 interrupted.
+    configuration error, 130 interrupted, 141 the reader of the output went away (as in
+    `... | head -2`; the rest is not submitted, and a journal keeps what was).
     """
     try:
         items = read_inputs(domains, files)
@@ -161,13 +166,15 @@ def score(
     console = _stderr(quiet)
     live = console if console is not None and console.is_terminal else None
 
+    writer = RowWriter(stream, fmt)
+
     async def work() -> object:
         try:
             async with kepler:
                 return await run_batch(
                     kepler,
                     items,
-                    RowWriter(stream, fmt),
+                    writer,
                     max_outstanding=max_outstanding,
                     deadline=deadline,
                     console=live,
@@ -190,7 +197,13 @@ def score(
         tally, interrupted = None, True
     finally:
         if stream is not sys.stdout:
-            stream.close()
+            with contextlib.suppress(BrokenPipeError):
+                stream.close()
+    if writer.reader_gone:
+        # Quietly, as Unix tools do; stdout now points nowhere, so that Python's own
+        # flush at exit does not complain about the closed pipe either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_READER_GONE)
     if interrupted:
         hint = (
             f"run the same command again to resume from {masked_dsn(journal)}"

@@ -7,7 +7,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import attrs
@@ -18,7 +18,7 @@ from rich.table import Table
 from kepler_async._kepler._batch import ScoreBatch, ScoreOutcome
 from kepler_async._kepler._client import AsyncKepler
 
-from ._io import InputLine, RowWriter, row_for
+from ._io import InputLine, row_for
 
 __all__ = ["Tally", "print_summary", "run_batch", "run_interruptible"]
 
@@ -67,6 +67,14 @@ class Tally:
         return text
 
 
+class Rows(Protocol):
+    """Where ``run_batch`` writes its rows (``RowWriter``, or the demo's table)."""
+
+    def write(self, row: dict[str, Any]) -> bool:
+        """Write one row; False once nobody reads them any more."""
+        ...
+
+
 def _progress(console: Console) -> Progress:
     return Progress(
         SpinnerColumn(),
@@ -90,7 +98,7 @@ def _eta(tally: Tally, elapsed: float) -> str:
 async def run_batch(
     kepler: AsyncKepler,
     items: list[InputLine],
-    writer: RowWriter,
+    writer: Rows,
     *,
     max_outstanding: int,
     deadline: float | None,
@@ -141,7 +149,13 @@ async def run_batch(
                 wait_for_budget=wait_for_budget,
             )
             async for outcome in batch:
-                writer.write(row_for(items[outcome.index], outcome, time.monotonic() - start))
+                if not writer.write(
+                    row_for(items[outcome.index], outcome, time.monotonic() - start)
+                ):
+                    # Nobody reads the rows any more: submit nothing more. Jobs already
+                    # submitted stay in the journal (if any) for the next run.
+                    await batch.aclose()
+                    break
                 tally.add(outcome)
                 refresh()
             tg.cancel_scope.cancel()

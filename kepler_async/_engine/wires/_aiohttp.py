@@ -156,7 +156,7 @@ class AiohttpWire:
         # 5 s) can be picked before the loop has seen the close. For a GET that costs a
         # retry; for a billed POST it would be "sent, answer lost" (SubmitUncertain, a
         # job in doubt), so billed requests go over a `fresh` session whose connections
-        # are never reused (found by tests/test_web_service.py under load). Idle
+        # are never reused (found by tests/kepler/test_web_service.py under load). Idle
         # connections are dropped after 4 s, before common server timeouts.
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,

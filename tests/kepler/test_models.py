@@ -9,22 +9,7 @@ import pytest
 
 import kepler_async as ka
 from kepler_async._serde import decode, parse_json
-
-SCORE = {
-    "domain": "stripe.com",
-    "scored_at": "2026-05-12T18:30:43Z",
-    "ki_rating": "KI-1+",
-    "composite_score": 78.2,
-    "scale_premium": 6.4,
-    "buckets": {
-        "team_structure": 80,
-        "market_position": 81.5,
-        "momentum_tailwinds": 74.3,
-        "financial_health": 77.0,
-    },
-    "rank": {"percentile": 99, "cohort_size": 541},
-    "x_kepler": {"tier": "growth", "cache_status": "cached", "freshness_window_hours": 6},
-}
+from tests.bodies import SCORE
 
 
 def test_score_decodes_with_aware_datetimes_and_enums() -> None:

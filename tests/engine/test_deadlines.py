@@ -12,9 +12,8 @@ import pytest
 
 import kepler_async as ka
 from kepler_async._engine._poll import DEADLINE_GRACE
-
-from .backends import run_on_asyncio_and_trio
-from .fake_api import FakeServer, fake_client
+from tests.backends import run_on_asyncio_and_trio
+from tests.fake_api import FakeServer, fake_client
 
 
 class Slow(httpx.AsyncBaseTransport):

@@ -11,9 +11,8 @@ from respx.models import AllMockedAssertionError
 import kepler_async as ka
 from kepler_async import AsyncKepler
 from kepler_async.testing import LIVE_KEY, KeplerSimulator
-
-from .apis import API_NAMES, APIS
-from .backends import VIRTUAL
+from tests.apis import API_NAMES, APIS
+from tests.backends import VIRTUAL
 
 virtual_time = pytest.mark.asyncio(loop_factories=[VIRTUAL])
 

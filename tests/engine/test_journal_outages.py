@@ -32,9 +32,8 @@ import kepler_async as ka
 from kepler_async import AsyncKepler, SQLiteJobStore
 from kepler_async._engine.stores import JournalUnavailable, key_fingerprint
 from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
-
-from .backends import VIRTUAL
-from .test_models import SCORE
+from tests.backends import VIRTUAL
+from tests.bodies import SCORE
 
 virtual_time = pytest.mark.asyncio(loop_factories=[VIRTUAL])
 

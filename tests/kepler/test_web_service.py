@@ -33,8 +33,7 @@ from kepler_async.testing import (
     create_app,
     serve,
 )
-
-from .postgres_server import PostgresServer
+from tests.postgres_server import PostgresServer
 
 # Over real sockets: once per HTTP wire (httpx, aiohttp).
 pytestmark = pytest.mark.usefixtures("each_wire")

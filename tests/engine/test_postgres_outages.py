@@ -24,8 +24,7 @@ import kepler_async as ka
 from kepler_async import AsyncKepler, PostgresJobStore
 from kepler_async._kepler._dialect import KEPLER_POLICY
 from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
-
-from .postgres_server import PostgresServer
+from tests.postgres_server import PostgresServer
 
 SCALE = 0.01
 

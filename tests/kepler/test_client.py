@@ -17,8 +17,7 @@ from kepler_async.testing import (
     KeplerSimulator,
     ManualClock,
 )
-
-from .conftest import KeplerFactory, post_score
+from tests.conftest import KeplerFactory, post_score
 
 # --- construction ---------------------------------------------------------------------
 

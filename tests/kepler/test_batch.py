@@ -12,8 +12,7 @@ import kepler_async as ka
 from kepler_async import AsyncKepler, ScoreOutcome
 from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
 from kepler_async.testing.fixtures import open_for_fixture
-
-from .backends import run_on_asyncio_and_trio
+from tests.backends import run_on_asyncio_and_trio
 
 
 async def sim() -> KeplerSimulator:

@@ -14,9 +14,8 @@ import pytest
 
 import kepler_async as ka
 from kepler_async import JobEngine
-
-from .backends import only_on, run_on_asyncio_and_trio
-from .fake_api import FakeServer, fake_client
+from tests.backends import only_on, run_on_asyncio_and_trio
+from tests.fake_api import FakeServer, fake_client
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -181,7 +180,7 @@ def test_a_second_event_loop_gets_a_clear_error_not_a_hang() -> None:
 
 @only_on("trio")
 async def test_on_trio_a_client_without_async_with_says_what_to_do() -> None:
-    """(asyncio hosts the engine in a task of its own: tests/test_scheduler.py)"""
+    """(asyncio hosts the engine in a task of its own: tests/engine/test_scheduler.py)"""
     client = fake_client(FakeServer())
     with pytest.raises(ka.KeplerError, match="async with"):
         await client.submit_job(1)

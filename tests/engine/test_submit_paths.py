@@ -15,9 +15,8 @@ import pytest
 
 import kepler_async as ka
 from kepler_async import JobEngine, SQLiteJobStore
-
-from .apis import API_NAMES, APIS, BILLED, QUOTA_SCOPED, Api, Wire, answer
-from .backends import run_on_asyncio_and_trio
+from tests.apis import API_NAMES, APIS, BILLED, QUOTA_SCOPED, Api, Wire, answer
+from tests.backends import run_on_asyncio_and_trio
 
 
 @pytest.fixture(params=API_NAMES)

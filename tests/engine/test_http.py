@@ -13,8 +13,7 @@ import kepler_async as ka
 from kepler_async import RetryPolicy
 from kepler_async._engine._http import HttpBoundary, map_httpx_error
 from kepler_async._kepler._errors import kepler_error, kepler_submit_never_started
-
-from .backends import run_on_asyncio_and_trio
+from tests.backends import run_on_asyncio_and_trio
 
 KEY = "ki_live_s3cr3t-value-never-printed"
 BASE_URL = "https://api.example.test"

@@ -23,9 +23,8 @@ import kepler_async as ka
 from kepler_async import RetryPolicy
 from kepler_async._engine._http import HttpBoundary
 from kepler_async._kepler._errors import kepler_error, kepler_submit_never_started
-
-from .backends import run_on_asyncio_and_trio
-from .raw_http import Exchange, Respond, Server
+from tests.backends import run_on_asyncio_and_trio
+from tests.raw_http import Exchange, Respond, Server
 
 KEY = "ki_live_s3cr3t-wire-key-never-printed"
 

@@ -19,8 +19,7 @@ from kepler_async.testing import (
     KeplerSimulator,
     asgi_transport,
 )
-
-from .backends import VIRTUAL
+from tests.backends import VIRTUAL
 
 virtual_time = pytest.mark.asyncio(loop_factories=[VIRTUAL])
 

@@ -22,9 +22,8 @@ from kepler_async.testing import (
     asgi_transport,
     simulated_client,
 )
-
-from .apis import Wire
-from .backends import run_on_asyncio_and_trio
+from tests.apis import Wire
+from tests.backends import run_on_asyncio_and_trio
 
 
 def make_sim(**kwargs: object) -> KeplerSimulator:

@@ -191,10 +191,11 @@ def test_a_journal_for_another_api_is_refused(
 # --- crash and interrupt safety (real processes, real HTTP) ---------------------------------
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def _start(args: list[str], env: dict[str, str], stdin: int | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "kepler_async", *args],
         env=env,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -212,6 +213,67 @@ def _wait_for_rows(path: Path, count: int, timeout: float = 60.0) -> None:
 
 def _env() -> dict[str, str]:
     return {**os.environ, "KEPLER_API_KEY": LIVE_KEY}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_reader_that_goes_away_ends_the_run_quietly(
+    sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path, fmt: str
+) -> None:
+    """``... | kepler-async score -f - | head -2``: two rows, then the reader closes the
+    pipe. The run stops as Unix tools do: no traceback, exit 141 (a writer SIGPIPE
+    ended), nothing more submitted, the journal usable for the next run."""
+    fast_sim.cold_duration = (25.0, 90.0)
+    fast_sim.failure_mix = {}
+    domains = [f"pipe-{i:03d}.com" for i in range(200)]
+    journal = tmp_path / "run.db"
+    run = _start(
+        [
+            *["score", "-f", "-", "--format", fmt, "--max-outstanding", "20"],
+            *["--journal", str(journal), "--base-url", sim_url],
+            *["--poll-scale", str(SCALE), "-q"],
+        ],
+        _env(),
+        stdin=subprocess.PIPE,
+    )
+    assert run.stdin is not None
+    assert run.stdout is not None
+    run.stdin.write("\n".join(domains) + "\n")
+    run.stdin.close()
+    first = [run.stdout.readline() for _ in range(2)]
+    run.stdout.close()  # `head -2` has what it wants
+    assert run.stderr is not None
+    with run.stderr:
+        err = run.stderr.read()
+    run.wait(timeout=60)
+    assert all(line.strip() for line in first)
+    assert "Traceback" not in err, err
+    assert "BrokenPipe" not in err, err
+    assert run.returncode == 141
+    assert fast_sim.counters.total_cold_runs < len(domains)  # it stopped submitting
+    rerun = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kepler_async",
+            "score",
+            "-f",
+            "-",
+            "--journal",
+            str(journal),
+            "--base-url",
+            sim_url,
+            "--poll-scale",
+            str(SCALE),
+            "-q",
+        ],
+        input="\n".join(domains[:3]) + "\n",
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(rerun.stdout.splitlines()) == 3
 
 
 def test_sigkill_mid_run_then_rerun_pays_once_per_domain(

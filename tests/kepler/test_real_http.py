@@ -11,8 +11,7 @@ import sniffio
 import kepler_async as ka
 from kepler_async import AsyncKepler
 from kepler_async.testing import LIVE_KEY, SANDBOX_KEY, KeplerSimulator
-
-from .backends import only_on, run_on_asyncio_and_trio
+from tests.backends import only_on, run_on_asyncio_and_trio
 
 # Over real sockets: once per HTTP wire (httpx, aiohttp).
 pytestmark = pytest.mark.usefixtures("each_wire")

@@ -30,7 +30,7 @@ from kepler_async.testing import (
     asgi_transport,
 )
 
-SPEC_PATH = Path(__file__).parent / "data" / "kepler-openapi.yaml"
+SPEC_PATH = Path(__file__).parent.parent / "data" / "kepler-openapi.yaml"
 SPEC_URI = "urn:kepler-openapi"
 JOB = "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f"
 

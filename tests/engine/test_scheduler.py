@@ -29,8 +29,7 @@ from kepler_async.testing import (
     asgi_transport,
 )
 from kepler_async.testing.fixtures import open_for_fixture
-
-from .backends import run_on_asyncio_and_trio
+from tests.backends import run_on_asyncio_and_trio
 
 POLICY = PollPolicy(first_delay=20, interval=4, multiplier=1.5, cap=10, jitter=0.2, deadline=180)
 JOB = "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f"

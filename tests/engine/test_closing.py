@@ -21,10 +21,9 @@ import pytest
 
 import kepler_async as ka
 from kepler_async import AsyncKepler, PollPolicy
-
-from .backends import run_on_asyncio_and_trio
-from .raw_http import Exchange, Server
-from .test_models import SCORE
+from tests.backends import run_on_asyncio_and_trio
+from tests.bodies import SCORE
+from tests.raw_http import Exchange, Server
 
 KEY = "ki_live_closing-test-key"
 CALLERS = 300

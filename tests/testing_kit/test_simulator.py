@@ -18,8 +18,7 @@ from kepler_async.testing import (
     asgi_transport,
 )
 from kepler_async.testing._sim_types import SimKey
-
-from .conftest import post_score
+from tests.conftest import post_score
 
 HOUR = 3600.0
 SANDBOX_ONLY = (
@@ -376,7 +375,7 @@ async def test_force_fresh_must_be_a_json_boolean(value: object) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("value", ["false", {}, 0])
 async def test_the_deprecated_wait_is_ignored_but_must_be_a_boolean(value: object) -> None:
-    """Found by tests/test_schema_fuzz.py: `"wait": {}` started a billed run."""
+    """Found by tests/testing_kit/test_schema_fuzz.py: `"wait": {}` started a billed run."""
     sim = KeplerSimulator(clock=lambda: 0.0)
     answer = await post_score(sim, LIVE_KEY, {"domain": "stripe.com", "wait": value})
     assert answer.status_code == 400

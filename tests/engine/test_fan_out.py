@@ -16,9 +16,8 @@ import anyio
 import pytest
 
 import kepler_async as ka
-
-from .apis import API_NAMES, APIS, QUOTA_SCOPED, Api, Wire, answer
-from .backends import run_on_asyncio_and_trio
+from tests.apis import API_NAMES, APIS, QUOTA_SCOPED, Api, Wire, answer
+from tests.backends import run_on_asyncio_and_trio
 
 
 @pytest.fixture(params=API_NAMES)

@@ -35,8 +35,7 @@ from kepler_async.testing import (
     ParseTxSimulator,
     asgi_transport,
 )
-
-from .backends import run_on_asyncio_and_trio
+from tests.backends import run_on_asyncio_and_trio
 
 PERSON: dict[str, Any] = {
     "first_name": "Ada",

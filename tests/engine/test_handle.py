@@ -7,9 +7,8 @@ import anyio
 import pytest
 
 import kepler_async as ka
-
-from .backends import run_on_asyncio_and_trio
-from .fake_api import FakeServer, fake_client
+from tests.backends import run_on_asyncio_and_trio
+from tests.fake_api import FakeServer, fake_client
 
 
 async def test_result_nowait_never_waits_and_never_returns_none() -> None:

@@ -121,7 +121,7 @@ def test_without_a_plugin_for_async_fixtures_the_message_says_what_to_do(
 
 def test_the_readmes_test_examples_pass_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
     """The README's pytest-asyncio and respx examples, copied as a user would."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "async def test_" in b]
     assert len(blocks) == 2
     for number, block in enumerate(blocks):

@@ -18,8 +18,7 @@ import respx
 import kepler_async as ka
 from kepler_async import AsyncKepler
 from kepler_async.deepidv import AsyncDeepidv
-
-from .backends import run_on_asyncio_and_trio
+from tests.backends import run_on_asyncio_and_trio
 
 KEY = "ki_live_s3cr3t-key-123"
 JOB = "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f"

@@ -1,0 +1,1 @@
+"""Kepler's client: endpoints, models, errors, domains, score_many, real HTTP and web services."""

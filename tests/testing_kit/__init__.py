@@ -1,0 +1,1 @@
+"""kepler_async.testing: the simulators, their conformance to the vendor spec, fixtures, respx."""

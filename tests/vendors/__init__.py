@@ -1,0 +1,1 @@
+"""deepidv, MidLyr and ParseTx on the engine."""
