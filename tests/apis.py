@@ -8,7 +8,7 @@ Tests are parametrised by ``API_NAMES`` and run on fake time.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +34,25 @@ from kepler_async.testing import (
 
 
 class Wire(httpx.AsyncBaseTransport):
-    """A transport in front of an ASGI app: counts requests; can hold, refuse or lose
-    the answer to the next submits (POSTs)."""
+    """The tests' one fake-server helper: a transport in front of an ASGI app (or of
+    another transport) that counts and logs requests, and can rewrite any answer, hold
+    or refuse GETs and POSTs, make a poll's body endless, or lose or garble the answer
+    to a submit."""
 
-    def __init__(self, app: Any) -> None:
-        self.inner = httpx.ASGITransport(app=app)
+    def __init__(self, target: Any) -> None:
+        if isinstance(target, httpx.AsyncBaseTransport):
+            self.inner: httpx.AsyncBaseTransport = target
+        else:
+            self.inner = httpx.ASGITransport(app=target)
         self.posts = 0
         self.gets = 0
+        #: (loop time, method, host, path) of every request
+        self.log: list[tuple[float, str, str, str]] = []
+        #: rewrite(request): an answer of its own for a request, or None to pass it on
+        self.rewrite: Callable[[httpx.Request], httpx.Response | None] | None = None
         self.hold_posts = 0.0  # seconds each POST waits before it is sent
+        self.hold_gets = 0.0  # seconds each GET waits before it is sent
+        self.endless_gets = False  # GETs answer a body that never ends
         self.lose_posts = 0  # the next N POSTs reach the API but their answers are lost
         self.garble_posts = 0  # the next N POSTs reach the API; their answers are garbled
         self.refuse_posts: list[httpx.Response] = []  # canned answers for the next POSTs
@@ -49,29 +60,53 @@ class Wire(httpx.AsyncBaseTransport):
         self.answer_paths: dict[str, httpx.Response] = {}  # a GET path's next answer
         self.posted = anyio.Event()
 
+    def times(self, path_prefix: str) -> list[float]:
+        """When requests to paths starting with ``path_prefix`` were sent."""
+        return [t for t, _, _, path in self.log if path.startswith(path_prefix)]
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.log.append((anyio.current_time(), request.method, request.url.host, request.url.path))
+        if self.rewrite is not None and (rewritten := self.rewrite(request)) is not None:
+            return rewritten
         if request.method == "POST":
-            if self.hold_posts:
-                await anyio.sleep(self.hold_posts)
-            self.posts += 1
-            self.posted.set()
-            if self.refuse_posts:
-                return self.refuse_posts.pop(0)
-            response = await self.inner.handle_async_request(request)
-            if self.lose_posts:
-                self.lose_posts -= 1
-                raise httpx.ReadTimeout("the answer never came", request=request)
-            if self.garble_posts:
-                self.garble_posts -= 1
-                await response.aread()
-                return httpx.Response(response.status_code, content=b'{"job_id": "12')
-            return response
+            return await self._post(request)
         self.gets += 1
+        if self.endless_gets:
+            return httpx.Response(200, stream=Endless())
+        if self.hold_gets:
+            await anyio.sleep(self.hold_gets)
         if request.url.path in self.answer_paths:
             return self.answer_paths.pop(request.url.path)
         if self.refuse_gets:
             return self.refuse_gets.pop(0)
         return await self.inner.handle_async_request(request)
+
+    async def _post(self, request: httpx.Request) -> httpx.Response:
+        if self.hold_posts:
+            await anyio.sleep(self.hold_posts)
+        self.posts += 1
+        self.posted.set()
+        if self.refuse_posts:
+            return self.refuse_posts.pop(0)
+        response = await self.inner.handle_async_request(request)
+        if self.lose_posts:
+            self.lose_posts -= 1
+            raise httpx.ReadTimeout("the answer never came", request=request)
+        if self.garble_posts:
+            self.garble_posts -= 1
+            await response.aread()
+            return httpx.Response(response.status_code, content=b'{"job_id": "12')
+        return response
+
+
+class Endless(httpx.AsyncByteStream):
+    """A poll answer whose body starts well and never ends."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"status": "running", "padding": "'
+        while True:
+            await anyio.sleep(0.05)
+            yield b"x" * 1024
 
 
 def answer(status: int, body: object, headers: dict[str, str] | None = None) -> httpx.Response:

@@ -4,45 +4,15 @@ asyncio and trio, on fake time, through the fake API (no vendor)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import httpx
 import pytest
 
 import kepler_async as ka
 from kepler_async._engine._poll import DEADLINE_GRACE
+from tests.apis import Wire
 from tests.backends import run_on_asyncio_and_trio
 from tests.fake_api import FakeServer, fake_client
-
-
-class Slow(httpx.AsyncBaseTransport):
-    """Polls (GETs) answer after ``delay`` seconds; ``endless`` bodies never end."""
-
-    def __init__(self, server: FakeServer, *, delay: float = 0.0, endless: bool = False):
-        self.inner = server.transport()
-        self.delay = delay
-        self.endless = endless
-        self.status: int | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "GET":
-            if self.status is not None:
-                return httpx.Response(
-                    self.status, json={"error": "slow down"}, headers={"Retry-After": "60"}
-                )
-            if self.endless:
-                return httpx.Response(200, stream=Endless())
-            await anyio.sleep(self.delay)
-        return await self.inner.handle_async_request(request)
-
-
-class Endless(httpx.AsyncByteStream):
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield b'{"status": "running", "padding": "'
-        while True:
-            await anyio.sleep(0.05)
-            yield b"x" * 1024
 
 
 async def late_by(client: ka.JobHandle[int], deadline: float, start: float) -> float:
@@ -53,7 +23,8 @@ async def late_by(client: ka.JobHandle[int], deadline: float, start: float) -> f
 
 async def test_a_poll_answered_after_the_deadline_is_abandoned_at_it() -> None:
     server = FakeServer()
-    slow = Slow(server, delay=3.0)
+    slow = Wire(server.transport())
+    slow.hold_gets = 3.0
     async with ka.JobEngine() as engine:
         client = fake_client(server, slow, engine=engine)
         start = anyio.current_time()
@@ -67,7 +38,9 @@ async def test_a_poll_answered_after_the_deadline_is_abandoned_at_it() -> None:
 async def test_an_endless_body_does_not_hold_the_deadline() -> None:
     server = FakeServer()
     async with ka.JobEngine() as engine:
-        client = fake_client(server, Slow(server, endless=True), engine=engine)
+        endless = Wire(server.transport())
+        endless.endless_gets = True
+        client = fake_client(server, endless, engine=engine)
         start = anyio.current_time()
         handle = await client.submit_job(1, duration=100, deadline=2.0)
         assert await late_by(handle, 2.0, start) <= DEADLINE_GRACE + 0.01
@@ -76,7 +49,8 @@ async def test_an_endless_body_does_not_hold_the_deadline() -> None:
 
 async def test_two_thousand_jobs_at_their_deadline_end_within_the_grace() -> None:
     server = FakeServer()
-    slow = Slow(server, delay=0.005)  # 4 slots: 800 polls a second at most
+    slow = Wire(server.transport())
+    slow.hold_gets = 0.005  # 4 slots: 800 polls a second at most
     lateness: list[float] = []
     async with ka.JobEngine(max_in_flight=4) as engine:
         client = fake_client(server, slow, engine=engine)
@@ -101,11 +75,15 @@ async def test_two_thousand_jobs_at_their_deadline_end_within_the_grace() -> Non
 
 async def test_a_throttle_at_the_deadline_is_named_in_the_error() -> None:
     server = FakeServer()
-    throttled = Slow(server)
+    throttled = Wire(server.transport())
     async with ka.JobEngine() as engine:
         client = fake_client(server, throttled, engine=engine)
         handle = await client.submit_job(1, duration=100, deadline=10.0)
-        throttled.status = 429
+        throttled.rewrite = lambda request: (
+            httpx.Response(429, json={"error": "slow down"}, headers={"Retry-After": "60"})
+            if request.method == "GET"
+            else None
+        )
         with pytest.raises(ka.DeadlineExceeded, match="429"):
             await handle
         await client.aclose()

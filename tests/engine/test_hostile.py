@@ -8,7 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -45,30 +45,8 @@ async def test_a_body_over_the_limit_is_refused_by_its_declared_size() -> None:
 # garbage collector when a read stops early; trio warns about each. What matters here
 # is that reading stops at the limit.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-async def test_a_chunked_body_over_the_limit_is_cut_off() -> None:
-    async def chunks() -> AsyncIterator[bytes]:
-        for _ in range(1000):
-            yield b"x" * 65536
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=chunks())
-
-    async with hostile(handler, max_response_bytes=1_000_000) as kepler:
-        with pytest.raises(ka.ProtocolError, match="1,000,000-byte limit"):
-            await kepler.get_job(JOB)
-
-
-async def test_a_compressed_bomb_counts_its_decoded_size() -> None:
-    import gzip
-
-    bomb = gzip.compress(b"0" * 20_000_000)  # ~20 KB on the wire, 20 MB decoded
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-encoding": "gzip"}, content=bomb)
-
-    async with hostile(handler) as kepler:
-        with pytest.raises(ka.ProtocolError, match="larger than"):
-            await kepler.get_job(JOB)
+# A chunked body over the limit and a compressed bomb: tests/engine/test_wires.py, on
+# both wires over real sockets.
 
 
 async def test_polls_have_a_smaller_limit_and_a_big_poll_answer_is_transient() -> None:

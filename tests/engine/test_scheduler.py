@@ -29,28 +29,11 @@ from kepler_async.testing import (
     asgi_transport,
 )
 from kepler_async.testing.fixtures import open_for_fixture
+from tests.apis import Wire
 from tests.backends import run_on_asyncio_and_trio
 
 POLICY = PollPolicy(first_delay=20, interval=4, multiplier=1.5, cap=10, jitter=0.2, deadline=180)
 JOB = "9f0c2d83-1b6e-4d5c-9a3f-2c1d0e9b8a7f"
-
-
-class Tap(httpx.AsyncBaseTransport):
-    """Wraps a transport: records (time, method, host, path) and can rewrite answers."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.log: list[tuple[float, str, str, str]] = []
-        self.rewrite: Callable[[httpx.Request], httpx.Response | None] | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.log.append((anyio.current_time(), request.method, request.url.host, request.url.path))
-        if self.rewrite is not None and (answer := self.rewrite(request)) is not None:
-            return answer
-        return await self.inner.handle_async_request(request)
-
-    def times(self, path_prefix: str) -> list[float]:
-        return [t for t, _, _, path in self.log if path.startswith(path_prefix)]
 
 
 async def sim() -> KeplerSimulator:
@@ -58,12 +41,12 @@ async def sim() -> KeplerSimulator:
 
 
 @pytest.fixture
-def tap(sim: KeplerSimulator) -> Tap:
-    return Tap(asgi_transport(sim))
+def wire(sim: KeplerSimulator) -> Wire:
+    return Wire(asgi_transport(sim))
 
 
-async def kepler(tap: Tap) -> AsyncIterator[AsyncKepler]:
-    client = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=tap, poll_policy=POLICY)
+async def kepler(wire: Wire) -> AsyncIterator[AsyncKepler]:
+    client = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=wire, poll_policy=POLICY)
     async for opened in open_for_fixture(client):
         yield opened
 
@@ -82,13 +65,13 @@ async def test_a_cached_score_resolves_at_once(kepler: AsyncKepler, sim: KeplerS
 
 
 async def test_a_cold_job_polls_with_growing_jittered_intervals(
-    kepler: AsyncKepler, sim: KeplerSimulator, tap: Tap
+    kepler: AsyncKepler, sim: KeplerSimulator, wire: Wire
 ) -> None:
     sim.script("stripe.com", duration=80)
     start = anyio.current_time()
     score = await kepler.score("stripe.com")
     assert score.domain == "stripe.com"
-    polls = tap.times("/v1/jobs/")
+    polls = wire.times("/v1/jobs/")
     gaps = [b - a for a, b in zip([start, *polls], polls, strict=False)]
     assert POLICY.first_delay * 0.8 - 0.01 <= gaps[0] <= POLICY.first_delay + 0.01
     for attempt, gap in enumerate(gaps[1:]):
@@ -96,7 +79,7 @@ async def test_a_cold_job_polls_with_growing_jittered_intervals(
         assert nominal * (1 - POLICY.jitter) - 0.01 <= gap <= nominal + 0.01, (attempt, gap)
     assert polls[-1] >= start + 80
     assert polls[-2] < start + 80
-    fetch = tap.times("/v1/score/stripe.com")
+    fetch = wire.times("/v1/score/stripe.com")
     assert len(fetch) == 1
     assert fetch[0] == pytest.approx(polls[-1], abs=0.01)
 
@@ -291,7 +274,7 @@ async def test_complete_but_no_score_on_file_is_no_score_record() -> None:
 
 
 async def test_the_last_poll_happens_at_the_deadline(
-    kepler: AsyncKepler, sim: KeplerSimulator, tap: Tap
+    kepler: AsyncKepler, sim: KeplerSimulator, wire: Wire
 ) -> None:
     sim.script("slow.io", duration=500)
     start = anyio.current_time()
@@ -299,7 +282,7 @@ async def test_the_last_poll_happens_at_the_deadline(
         await kepler.score("slow.io", deadline=60)
     assert info.value.domain == "slow.io"
     assert info.value.job_id in sim.jobs
-    polls = tap.times("/v1/jobs/")
+    polls = wire.times("/v1/jobs/")
     assert polls[-1] == pytest.approx(start + 60, abs=0.01)
     assert anyio.current_time() == pytest.approx(start + 60, abs=0.01)
     assert sim.jobs[info.value.job_id].status == "pending"  # still running server-side
@@ -322,13 +305,13 @@ async def test_resume_finishes_a_job_after_its_deadline(
     assert sim.counters.cold_runs_billed["slow.io"] == 1
 
 
-async def test_resume_polls_at_once(kepler: AsyncKepler, sim: KeplerSimulator, tap: Tap):
+async def test_resume_polls_at_once(kepler: AsyncKepler, sim: KeplerSimulator, wire: Wire):
     sim.script("x.io", duration=1)
     accepted = sim.post_score(sim.keys[LIVE_KEY], {"domain": "x.io"}).body
     await anyio.sleep(5)
     start = anyio.current_time()
     await kepler.resume(accepted["job_id"])
-    assert tap.times("/v1/jobs/")[0] == pytest.approx(start, abs=0.01)
+    assert wire.times("/v1/jobs/")[0] == pytest.approx(start, abs=0.01)
 
 
 @pytest.mark.parametrize("deadline", [-1, 0, math.nan, "soon"])
@@ -354,7 +337,7 @@ def test_bad_policy_values_are_value_errors() -> None:
 
 
 async def test_a_429_pauses_all_polling_until_retry_after(
-    kepler: AsyncKepler, sim: KeplerSimulator, tap: Tap
+    kepler: AsyncKepler, sim: KeplerSimulator, wire: Wire
 ) -> None:
     for i in range(5):
         sim.script(f"d{i}.com", duration=60)
@@ -364,10 +347,10 @@ async def test_a_429_pauses_all_polling_until_retry_after(
         "status", path="/v1/jobs/", status=429, code="rate limited", retry_after=30, times=1
     )
     await anyio.sleep(POLICY.cap + 1)  # a poll meets the 429
-    paused_at = next(t for t, _, _, p in reversed(tap.log) if p.startswith("/v1/jobs/"))
+    paused_at = next(t for t, _, _, p in reversed(wire.log) if p.startswith("/v1/jobs/"))
     for job in jobs:
         await job
-    polls_after = [t for t in tap.times("/v1/jobs/") if t > paused_at]
+    polls_after = [t for t in wire.times("/v1/jobs/") if t > paused_at]
     assert polls_after
     assert min(polls_after) >= paused_at + 30 - 0.01
     assert kepler.statistics().throttle_pauses == 1
@@ -397,12 +380,12 @@ class _SpinGuard:
 
 
 async def test_a_pause_ending_a_hair_after_a_due_poll_is_waited_out_not_spun_on(
-    sim: KeplerSimulator, tap: Tap
+    sim: KeplerSimulator, wire: Wire
 ) -> None:
     """A request-scoped 429 whose pause ends 0.5 ms after another job's poll is due:
     the scheduler once held that job again and again at the same instant, forever."""
     exact = PollPolicy(first_delay=20, interval=4, multiplier=1.0, cap=4, jitter=0.0, deadline=180)
-    client = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=tap, poll_policy=exact)
+    client = AsyncKepler(LIVE_KEY, base_url=SIM_BASE_URL, transport=wire, poll_policy=exact)
     async with client as kepler:
         scheduler = kepler.engine.scheduler
         scheduler.clock = _SpinGuard(scheduler.clock)
@@ -419,7 +402,7 @@ async def test_a_pause_ending_a_hair_after_a_due_poll_is_waited_out_not_spun_on(
         # a.com's poll at start + 20 meets the 429: every request waits until start + 30.
         assert (await first).domain == "a.com"
         assert (await second).domain == "b.com"
-    polls = [t - start for t, _, _, path in tap.log if path.startswith("/v1/jobs/")]
+    polls = [t - start for t, _, _, path in wire.log if path.startswith("/v1/jobs/")]
     assert polls[0] == pytest.approx(20)
     assert min(polls[1:]) >= 30 - 0.001  # nothing went out during the pause
     assert kepler.statistics().throttle_pauses == 1
@@ -671,7 +654,7 @@ async def test_cancelling_the_submitting_task_does_not_lose_the_job(
 
 
 async def test_job_cancel_stops_local_polling(
-    kepler: AsyncKepler, sim: KeplerSimulator, tap: Tap
+    kepler: AsyncKepler, sim: KeplerSimulator, wire: Wire
 ) -> None:
     job = await kepler.submit("stripe.com")
     assert job.cancel()
@@ -680,7 +663,7 @@ async def test_job_cancel_stops_local_polling(
         await job
     assert info.value.job_id == job.job_id
     await anyio.sleep(300)
-    assert tap.times("/v1/jobs/") == []
+    assert wire.times("/v1/jobs/") == []
 
 
 async def test_result_with_timeout(kepler: AsyncKepler, sim: KeplerSimulator) -> None:
@@ -798,10 +781,10 @@ async def test_resume_rejects_ids_that_are_not_api_ids(kepler: AsyncKepler, job_
         kepler.resume(job_id)
 
 
-async def test_submit_rejects_bad_domains_before_any_request(kepler: AsyncKepler, tap: Tap):
+async def test_submit_rejects_bad_domains_before_any_request(kepler: AsyncKepler, wire: Wire):
     with pytest.raises(ka.InvalidDomain):
         await kepler.score("not a domain")
-    assert tap.log == []
+    assert wire.log == []
 
 
 # --- observability ------------------------------------------------------------------------------
