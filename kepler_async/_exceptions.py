@@ -240,7 +240,10 @@ class JobFailed(_AboutAJob):
             self.retryable = retryable
 
     def __str__(self) -> str:
-        return f"job {self.job_id} ({self.subject}) failed: {self.failure_reason}: {self.message}"
+        about = f" ({self.subject})" if self.subject else ""
+        reason, message = self.failure_reason, self.message
+        said = not reason or message.startswith(reason)  # no reason, or the message has it
+        return f"job {self.job_id}{about} failed: {message if said else f'{reason}: {message}'}"
 
 
 class PipelineFailed(JobFailed):

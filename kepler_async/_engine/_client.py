@@ -91,7 +91,7 @@ class ApiClient(abc.ABC, Generic[R]):
     what then (Kepler looks for its score and waits out the longest run; deepidv
     replays its idempotency key; MidLyr and ParseTx raise ``SubmitInDoubt`` unless
     ``resubmit_in_doubt=True``). ``http_backend`` picks what sends the requests:
-    ``"httpx"`` or ``"aiohttp"`` (extra ``aiohttp``; about 3x the throughput; on trio,
+    ``"httpx"`` or ``"aiohttp"`` (extra ``aiohttp``; about 10x the polls per CPU second; on trio,
     which aiohttp cannot run on, httpx sends). Unset, it is the engine's choice, whose
     default is ``$KEPLER_ASYNC_HTTP_BACKEND`` or else ``"httpx"``.
     """

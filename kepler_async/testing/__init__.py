@@ -11,6 +11,15 @@ Needs the ``sim`` extra (``pip install "kepler-async[sim]"``)::
 
 from __future__ import annotations
 
+try:  # the simulators are Starlette apps, served by uvicorn
+    import starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError as missing:
+    raise ImportError(
+        f"kepler_async.testing needs the 'sim' extra ({missing.name} is missing): "
+        'pip install "kepler-async[sim]"'
+    ) from None
+
 from ._clock import ManualClock
 from ._faults import Fault, FaultPlan
 from ._kepler_sim import (

@@ -315,3 +315,23 @@ def test_every_class_of_the_tree_is_a_kepler_error() -> None:
     assert issubclass(ka.SubmitUncertain, ka.TransportError)
     assert ka.PipelineTimedOut.retryable is True
     assert ka.PipelineFailed.retryable is False
+
+
+@pytest.mark.parametrize(
+    ("subject", "reason", "message", "text"),
+    [
+        ("stripe.com", "sfn_failed", "the pipeline raised", "(stripe.com) failed: sfn_failed: "),
+        # A job resumed by id has no subject yet; a vendor's reason may be its message.
+        (None, "Upstream provider timed out", "Upstream provider timed out", " failed: Up"),
+        (None, None, "the enrichment job failed", " failed: the enrichment job failed"),
+        (None, "analysis_failed", "the model refused", " failed: analysis_failed: the model"),
+    ],
+)
+def test_a_failed_job_reads_once_without_none(
+    subject: str | None, reason: str | None, message: str, text: str
+) -> None:
+    error = ka.JobFailed(message, job_id="j-1", subject=subject, failure_reason=reason)
+    shown = str(error)
+    assert text in shown
+    assert "None" not in shown
+    assert shown.count(message) == 1

@@ -5,6 +5,8 @@ mode, in auto mode, and under anyio's plugin on asyncio and trio."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -129,3 +131,18 @@ def test_the_readmes_test_examples_pass_under_pytest_asyncio(pytester: pytest.Py
     pytester.makeconftest('pytest_plugins = ["kepler_async.testing.fixtures"]\n')
     result = pytester.runpytest_subprocess(*ASYNCIO, "-o", "asyncio_mode=strict", "-W", "error")
     result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("missing", ["starlette", "uvicorn"])
+def test_the_testing_kit_without_its_extra_names_the_extra(missing: str) -> None:
+    """``import kepler_async.testing`` without the ``sim`` extra says what to install
+    (it failed deep inside with ``No module named 'starlette'``)."""
+    blocked = f"import sys; sys.modules[{missing!r}] = None; import kepler_async.testing"
+    run = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: kepler_async.testing needs the 'sim' extra")
+    assert missing in last
+    assert 'pip install "kepler-async[sim]"' in last
