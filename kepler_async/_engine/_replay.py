@@ -32,6 +32,9 @@ logger = logging.getLogger("kepler_async")
 
 #: How often a caller waiting on another's claim looks at the journal again (seconds).
 CLAIM_POLL = 0.5
+#: The journals this process has said it shares (once each: sharing one is the
+#: recommended setup for several workers, not a fault).
+_SAID_SHARED: set[str] = set()
 #: ``lookup``: another task or process is submitting the key; look again.
 WAIT = object()
 
@@ -51,7 +54,6 @@ class JournalReplay:
         self.writer = writer
         self.dialect = dialect
         self.in_doubt = in_doubt
-        self._said_shared = False  # said once that the journal is shared
 
     async def lookup(
         self,
@@ -113,12 +115,13 @@ class JournalReplay:
         """Another task or process holds a live claim on ``key``: wait a little for its
         answer (``WAIT``), or raise ``SubmitHeldElsewhere`` at the caller's deadline."""
         own = self.writer.store.owner
-        if entry.owner != own and not self._said_shared:
-            self._said_shared = True
-            logger.warning(
-                "the journal %s is shared with another process (%s): this one waits "
-                "for its submits instead of sending them again",
-                self.writer.store,
+        where = repr(self.writer.store)
+        if entry.owner != own and where not in _SAID_SHARED:
+            _SAID_SHARED.add(where)
+            logger.info(
+                "the journal %s is shared with another process (%s, first seen): this one "
+                "waits for its submits instead of sending them again",
+                where,
                 entry.owner,
             )
         left = until - anyio.current_time()

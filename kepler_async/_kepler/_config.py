@@ -32,7 +32,10 @@ KEPLER = ApiSpec(
     name="Kepler",
     key_env=API_KEY_ENV,
     key_prefixes=("ki_live_", "ki_test_"),
-    key_help="a 'ki_test_' key works against the sandbox and the simulator",
+    key_help=(
+        "a 'ki_test_' key reaches the sandbox's four .test domains; "
+        "kepler_async.testing.LIVE_KEY is the simulator's live key"
+    ),
     default_base_url=DEFAULT_BASE_URL,
     base_url_env=BASE_URL_ENV,
     auth_header="X-API-Key",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import IO, Any
 
 import anyio
@@ -143,6 +145,9 @@ def score(
 ) -> None:
     """Score DOMAIN... (and/or the domains of --file). The key comes from KEPLER_API_KEY.
 
+    Rows come out as inputs finish, not in input order; each row names its input's
+    line (sort on it for input order).
+
     Exit status: 0 all scored, 1 some failed or were not attempted, 2 usage or
     configuration error, 130 interrupted, 141 the reader of the output went away (as in
     `... | head -2`; the rest is not submitted, and a journal keeps what was).
@@ -186,7 +191,8 @@ def score(
                     await store.aclose()
 
     try:
-        tally, interrupted = anyio.run(run_interruptible, work)
+        with _notices():
+            tally, interrupted = anyio.run(run_interruptible, work)
     except ConfigurationError as exc:  # a journal for another API, say
         click.echo(f"kepler-async: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -218,9 +224,36 @@ def score(
     if console is not None:
         print_summary(tally, console)
     if tally.errors.get("AuthenticationError"):
-        click.echo("kepler-async: the API refused the key (401); check --api-key", err=True)
+        given = click.get_current_context().get_parameter_source("api_key")
+        came_from = (
+            "--api-key-file"
+            if api_key_file
+            else "--api-key"
+            if given is click.core.ParameterSource.COMMANDLINE
+            else "$KEPLER_API_KEY"
+        )
+        click.echo(f"kepler-async: the API refused the key (401); check {came_from}", err=True)
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_OK if tally.scored == tally.total else EXIT_SOME_FAILED)
+
+
+@contextlib.contextmanager
+def _notices() -> Iterator[None]:
+    """The library's notices (INFO and up: a journal shared with another run, writes
+    that waited out an outage) on stderr, as lines of this command's own, while the
+    command runs (the logger is left as it was after: tests run commands in-process)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kepler-async: %(message)s"))
+    library = logging.getLogger("kepler_async")
+    level = library.level
+    library.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        library.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
 
 
 def open_journal(where: str) -> JobStore:
@@ -252,8 +285,9 @@ def _read_key(api_key: str | None, api_key_file: str | None) -> str:
             raise InputError(f"cannot read the key file {api_key_file}: {exc}") from None
     if not api_key:
         raise ConfigurationError(
-            "no API key: set KEPLER_API_KEY, or pass --api-key or --api-key-file "
-            "(a 'ki_test_' key works against the sandbox and the simulator)"
+            "no API key: set KEPLER_API_KEY, or pass --api-key or --api-key-file (a "
+            "'ki_test_' key reaches the sandbox's four .test domains; `kepler-async "
+            "simulate` prints the keys its simulator takes)"
         )
     return api_key
 

@@ -599,8 +599,27 @@ def test_a_refused_key_exits_2(runner: CliRunner, sim_url: str) -> None:
         main, ["score", "stripe.com", "--base-url", sim_url, "--api-key", "ki_live_nope", "-q"]
     )
     assert result.exit_code == 2
-    assert "refused the key" in result.output
+    assert "refused the key (401); check --api-key" in result.output
     assert "ki_live_nope" not in result.output
+
+
+def test_a_refused_key_from_the_environment_says_so(
+    runner: CliRunner, sim_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEPLER_API_KEY", "ki_live_nope")
+    result = runner.invoke(main, ["score", "stripe.com", "--base-url", sim_url, "-q"])
+    assert result.exit_code == 2
+    assert "refused the key (401); check $KEPLER_API_KEY" in result.output
+
+
+def test_without_a_key_the_hint_is_true_of_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's ki_test_ key knows four .test domains only: the hint says so, and
+    where the simulator's keys are (it suggested a ki_test_ key for the simulator)."""
+    monkeypatch.delenv("KEPLER_API_KEY", raising=False)
+    result = CliRunner().invoke(main, ["score", "stripe.com", "-q"])
+    assert result.exit_code == 2
+    assert "four .test domains" in result.output
+    assert "kepler-async simulate" in result.output
 
 
 def test_a_row_past_its_deadline_says_what_to_do_in_options(

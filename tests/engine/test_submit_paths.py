@@ -7,6 +7,7 @@ submit's answer.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +372,35 @@ async def test_two_processes_on_one_journal_submit_a_key_once(api: Api, tmp_path
             tg.start_soon(run, "second", second, 1.0)  # while the first's POST waits
         assert handles["second"].job_id == handles["first"].job_id
         await handles["second"]
+    assert api.jobs_started(sim) == 1
+
+
+async def test_a_shared_journal_is_said_once_at_info(
+    api: Api, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sharing a journal is the recommended setup for several workers: this process says
+    so once, at INFO, however many of its clients wait on another's claims."""
+    from kepler_async._engine import _replay
+
+    sim = api.make_sim()
+    slow = Wire(sim.create_app())
+    slow.hold_posts = 5.0
+    journal = tmp_path / "j.db"
+    _replay._SAID_SHARED.discard(repr(SQLiteJobStore(journal)))
+    holder = api.client(sim, slow, journal=journal)
+    waiters = [api.client(sim, Wire(sim.create_app()), journal=journal) for _ in range(3)]
+    caplog.set_level(logging.INFO, logger="kepler_async")
+
+    async def submit(client: Any) -> None:
+        await (await api.submit(client, 1))
+
+    async with holder, waiters[0], waiters[1], waiters[2], anyio.create_task_group() as tg:
+        tg.start_soon(submit, holder)
+        await anyio.sleep(1.0)  # the holder's POST is on its way
+        for waiter in [*waiters, *waiters]:
+            tg.start_soon(submit, waiter)
+    said = [r for r in caplog.records if "is shared with another process" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO]
     assert api.jobs_started(sim) == 1
 
 
