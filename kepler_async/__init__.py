@@ -20,6 +20,7 @@ from kepler_async._engine.stores import (
 )
 from kepler_async._kepler._batch import ScoreBatch, ScoreOutcome
 from kepler_async._kepler._client import AsyncKepler
+from kepler_async._kepler._dialect import KEPLER_POLICY
 from kepler_async._kepler._domains import normalize_domain
 from kepler_async._kepler._job import ScoreJob
 from kepler_async._kepler._models import (
@@ -94,6 +95,7 @@ from ._policies import PollPolicy, RetryPolicy
 from ._version import __version__
 
 __all__ = [
+    "KEPLER_POLICY",
     "APIError",
     "AsyncKepler",
     "AuthenticationError",

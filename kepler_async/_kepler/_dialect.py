@@ -61,13 +61,8 @@ _FAILURE_TEXT = {
     ),
 }
 
-#: Kepler's runs take 25-90 s. The first poll waits until a few could be done; then
-#: polls come every ~4.3 s (near the documented 5 s), growing 1 % a poll for the long
-#: tail. Chosen with benchmarks/polling_efficiency.py: about 0.63x the polls of the
-#: documented 5 s loop at a slightly lower mean detection delay.
-KEPLER_POLICY = PollPolicy(
-    first_delay=32.0, interval=4.3, multiplier=1.01, cap=10.0, jitter=0.05, deadline=180.0
-)
+#: Kepler's default poll policy: ``PollPolicy()`` itself (see its docstring for why).
+KEPLER_POLICY = PollPolicy()
 
 
 _PENDING = Pending()

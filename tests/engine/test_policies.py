@@ -144,3 +144,11 @@ async def test_a_call_refuses_a_deadline_that_makes_no_sense(deadline: object) -
     async with ka.AsyncKepler("ki_test_x1", base_url="http://127.0.0.1:9") as kepler:
         with pytest.raises(ka.ConfigurationError, match="deadline"):
             await kepler.score("stripe.com", deadline=deadline)  # type: ignore[arg-type]
+
+
+def test_one_default_policy_reachable_by_name() -> None:
+    """``PollPolicy()`` is the Kepler client's default, and has a name (they were two
+    different policies: 20 s / 4 s / 1.1 / 10 % against 32 s / 4.3 s / 1.01 / 5 %)."""
+    client = ka.AsyncKepler("ki_test_x", base_url="http://kepler.test")
+    assert PollPolicy() == ka.KEPLER_POLICY == client.poll_policy
+    assert ka.KEPLER_POLICY.scaled(0.01).first_delay == pytest.approx(0.32)
