@@ -5,7 +5,8 @@ from __future__ import annotations
 import typing as _typing
 
 from kepler_async._engine._engine import JobEngine
-from kepler_async._engine._fanout import FanOut, Outcome
+from kepler_async._engine._fanout import FanOut
+from kepler_async._engine._fanout_plan import Outcome
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._stats import EngineStatistics
 from kepler_async._engine.stores import (

@@ -240,8 +240,10 @@ APIS = {
         client_class=AsyncParseTx,
         submit=_parsetx,
         jobs_started=lambda sim: sim.counters.jobs_created,
+        # The daily token budget: a limit on paid work that lifts (the monthly quota
+        # ends a fan-out for good: tests/engine/test_fan_out.py).
         quota_429=(
-            {"error": "quota exceeded", "usage": 10, "limit": 10, "plan": "free"},
+            {"error": "token budget", "token_usage": 10, "token_limit": 10, "plan": "free"},
             {"Retry-After": "60"},
         ),
         rate_429=({"error": "too many requests"}, {"Retry-After": "60"}),

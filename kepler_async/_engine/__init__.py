@@ -28,7 +28,8 @@ Layers, from the bottom; a module imports only from layers below its own
 6. ``_binding``: ``Binding``, one client's place on an engine (the owner of its
    records, its throttle, its close).
 7. ``_engine``: ``JobEngine`` (lifecycle as one ``EngineState``, bindings, statistics);
-   ``_fanout``: ``FanOut`` and ``Outcome``, every client's ``*_many``.
+   ``_fanout``: ``FanOut``, every client's ``*_many`` (its parts, ``Outcome`` and
+   each API's plan, in ``_fanout_plan``).
 8. ``_client``: ``ApiClient``, what every API client shares.
 
 Glossary, one name per concept:

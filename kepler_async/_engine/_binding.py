@@ -94,8 +94,6 @@ class Binding(Generic[R]):
         self.http = http
         self.policy = policy
         self.handle_class = handle_class
-        self.journal = journal
-        self.fingerprint = fingerprint
         self.counters = Counters()
         self.paused_until = -math.inf  # a request-scoped 429: no request before this
         self._records: dict[str, JobRecord[R]] = {}  # pending jobs by job id
@@ -114,6 +112,11 @@ class Binding(Generic[R]):
             )
             self._replay = JournalReplay(self._writer, dialect, in_doubt)
         self.closed = False
+
+    async def bind_journal(self) -> None:
+        """Refuse, now, a journal made for another API origin or key (``JournalError``)."""
+        if self._writer is not None:
+            await self._writer.bind()
 
     # --- handles ------------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ from kepler_async._policies import (
 from ._binding import Binding
 from ._dialect import Dialect, Request
 from ._engine import CLOSE_BOUND, EngineState, JobEngine
-from ._fanout import FanOut, FanOutPlan, Outcome, check_fan_out
+from ._fanout import FanOut
+from ._fanout_plan import FanOutPlan, Outcome, check_fan_out
 from ._handle import JobHandle
 from ._http import DEFAULT_MAX_BODY, DEFAULT_MAX_POLL_BODY, HttpBoundary
 from ._spec import ApiSpec, check_plain_http
@@ -194,10 +195,7 @@ class ApiClient(abc.ABC, Generic[R]):
 
     async def __aenter__(self: C) -> C:
         self._check_open()
-        if self._binding.journal is not None:  # refuse a journal of another API or key now
-            await self._binding.journal.bind(
-                base_url=self.base_url, fingerprint=self._binding.fingerprint
-            )
+        await self._binding.bind_journal()  # refuse a journal of another API or key now
         if self._owns_engine and self._engine.state is EngineState.UNOPENED:
             await self._engine.open_in_task()
         return self

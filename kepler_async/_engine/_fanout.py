@@ -21,92 +21,41 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+)
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
 import attrs
 
-from kepler_async._exceptions import AuthenticationError, ClientClosed, KeplerError, RateLimited
+from kepler_async._exceptions import (
+    AuthenticationError,
+    ClientClosed,
+    KeplerError,
+    RateLimited,
+)
 
 from ._binding import Binding
+from ._fanout_plan import FanOutPlan, Outcome
 from ._handle import JobHandle
 
-__all__ = ["MAX_THROTTLE_WAIT", "FanOut", "FanOutPlan", "Outcome", "check_fan_out"]
+__all__ = ["MAX_THROTTLE_WAIT", "FanOut"]
 
 R = TypeVar("R")
 I = TypeVar("I")  # noqa: E741 - an input, as the plan checked it
 O = TypeVar("O")  # noqa: E741 - the outcome type an API hands out
-
-Status = Literal["done", "failed", "not_attempted"]
 
 #: Longest wait for a request-rate 429 (or, with ``wait_for_budget``, a limit on paid
 #: work) before an input is given up as ``not_attempted``.
 MAX_THROTTLE_WAIT = 3600.0
 #: How many outcomes are handed over before more inputs are read.
 _HAND_OVER_AT = 64
-
-
-@attrs.frozen(kw_only=True)
-class Outcome(Generic[R]):
-    """What became of one input of a fan-out (``screen_many``, ``enrich_many``...)."""
-
-    #: The input's position in the caller's iterable.
-    index: int
-    #: The input as given.
-    input: object
-    #: What identifies it (inputs with one key share one job); None if it was invalid.
-    key: str | None
-    status: Status
-    result: R | None = None
-    error: KeplerError | None = None
-    job_id: str | None = None
-    #: Why it was ``not_attempted``.
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "done"
-
-
-class FanOutPlan(Protocol[I, R]):
-    """What one API's fan-out says: how inputs are checked and identified, how one is
-    submitted, which errors end the budget."""
-
-    @property
-    def limit_name(self) -> str:
-        """What a submit-scoped 429 is called in reasons ("a cold-run limit")."""
-        ...
-
-    def identify(self, raw: object) -> tuple[str, I]:
-        """The key of an input and the input as checked; a ``KeplerError`` (such as
-        ``InvalidInput``) for an input that cannot be submitted."""
-        ...
-
-    async def submit(self, item: I, deadline: float | None) -> JobHandle[R]:
-        """Submit one checked input (this runs in a task of the engine)."""
-        ...
-
-    def stops(self, error: KeplerError) -> str | None:
-        """Why ``error`` stops the batch (a budget that is gone), or None."""
-        ...
-
-
-def check_fan_out(inputs: object, max_outstanding: object, verb: str, noun: str) -> int:
-    """Refuse inputs that are not an iterable of inputs, or a bad ``max_outstanding``."""
-    from kepler_async._exceptions import ConfigurationError
-
-    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Iterable, AsyncIterable)):
-        raise TypeError(
-            f"{verb} takes an iterable of {noun} (a list, a generator...), not "
-            f"{type(inputs).__name__}"
-        )
-    if isinstance(max_outstanding, bool) or not isinstance(max_outstanding, int):
-        raise ConfigurationError("max_outstanding must be an integer")
-    if max_outstanding < 1:
-        raise ConfigurationError(f"max_outstanding must be >= 1, got {max_outstanding}")
-    return max_outstanding
 
 
 @attrs.define(eq=False)
@@ -229,7 +178,7 @@ class _Batch(Generic[I, R]):
                 self._finish(group, skipped)
                 return
             try:
-                handle = await self._plan.submit(group.item, self._deadline)
+                handle = await self._plan.submit(group.key, group.item, self._deadline)
             except KeplerError as error:
                 if isinstance(error, RateLimited) and self._plan.stops(error) is None:
                     pause = self._pause(error, waited)

@@ -72,14 +72,14 @@ class JournalReplay:
         if claimed:
             return None
         assert entry is not None
-        known = self._known(key, entry, subject or entry.subject, deadline, resume)
+        subject = entry.subject or subject
+        known = self._known(key, entry, subject, deadline, resume)
         if known is not None:
             return known
-        subject = entry.subject or subject
         if entry.state in ("claimed", "uncertain") and entry.claim_is_live(time.time()):
             return await self._wait_for_claim(key, entry, subject, until)
         if entry.state == "uncertain":
-            record = await self._after_uncertain(key, subject, entry, until)
+            record = await self._after_doubt(key, subject, entry, until)
             if record is not None:
                 return record
         claimed, _ = await writer.claim(key, subject, take_over=True)
@@ -94,7 +94,6 @@ class JournalReplay:
         resume: Resume,
     ) -> JobRecord[Any] | None:
         """The record of an entry that settles the key: done, pending, or failed for good."""
-        subject = entry.subject or subject
         if entry.state == "done":
             result = self.dialect.load_result(entry.result)
             return JobRecord.finished(entry.job_id, subject, result=result)
@@ -139,7 +138,7 @@ class JournalReplay:
         await anyio.sleep(min(CLAIM_POLL, left))  # its answer (or its end) will show
         return WAIT
 
-    async def _after_uncertain(
+    async def _after_doubt(
         self, key: str, subject: str | None, entry: JournalEntry, until: float
     ) -> JobRecord[Any] | None:
         """An earlier submit of this key is in doubt: the client's rule decides, within

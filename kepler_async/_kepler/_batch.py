@@ -17,7 +17,8 @@ from typing import Literal
 
 import attrs
 
-from kepler_async._engine._fanout import FanOut, Outcome
+from kepler_async._engine._fanout import FanOut
+from kepler_async._engine._fanout_plan import Outcome
 from kepler_async._exceptions import ColdBudgetExhausted, KeplerError
 
 from ._domains import normalize_domain
@@ -78,7 +79,7 @@ class KeplerFanOut:
         domain = normalize_domain(raw)
         return domain, domain
 
-    async def submit(self, item: str, deadline: float | None) -> ScoreJob:
+    async def submit(self, key: str, item: str, deadline: float | None) -> ScoreJob:
         return await self.submit_domain(item, self.force_fresh, deadline)
 
     def stops(self, error: KeplerError) -> str | None:

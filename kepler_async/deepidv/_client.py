@@ -12,7 +12,8 @@ import attrs
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
 from kepler_async._engine._dialect import Done, Failed, Pending, PollState, Request
-from kepler_async._engine._fanout import FanOut, Outcome
+from kepler_async._engine._fanout import FanOut
+from kepler_async._engine._fanout_plan import Outcome, RequestFanOut
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
     DialectDefaults,
@@ -25,7 +26,7 @@ from kepler_async._engine._kit import (
 )
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._spec import ApiSpec
-from kepler_async._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
+from kepler_async._exceptions import InvalidInput, JobFailed, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import OpenEnum as _OpenEnum
 from kepler_async._serde import decode
@@ -231,51 +232,31 @@ _PERSON_FIELDS = frozenset(
 )
 
 
-@attrs.frozen
-class _ScreenMany:
-    """How ``screen_adverse_media_many`` checks, identifies and submits one person."""
-
-    client: AsyncDeepidv
-    limit_name: str = "a rate limit"
-
-    def identify(self, raw: object) -> tuple[str, Request]:
-        if not isinstance(raw, Mapping):
-            raise InvalidInput(
-                "each person is a mapping of first_name, last_name, date_of_birth (and "
-                "optionally email, country, idempotency_key)",
-                value=repr(raw)[:100],
-            )
-        unknown = sorted(str(name) for name in raw if name not in _PERSON_FIELDS)
-        if unknown:
-            raise InvalidInput(f"unknown person fields {unknown}", value=repr(unknown)[:100])
-        body = _person(
-            raw.get("first_name"),
-            raw.get("last_name"),
-            raw.get("date_of_birth"),
-            raw.get("email"),
-            raw.get("country"),
+def _identify_person(raw: object) -> tuple[str, Request]:
+    """``screen_adverse_media_many``: a person is keyed by its idempotency key."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(
+            "each person is a mapping of first_name, last_name, date_of_birth (and "
+            "optionally email, country, idempotency_key)",
+            value=repr(raw)[:100],
         )
-        given = raw.get("idempotency_key")
-        if given is not None and not isinstance(given, str):
-            raise InvalidInput("idempotency_key must be a string", value=repr(given)[:100])
-        # Without a key of the caller's, one made from the person: the same person in
-        # this batch, or in a rerun, is the same job.
-        key = given or str(uuid.uuid5(uuid.NAMESPACE_URL, content_key(body)))
-        return key, _screening_request(body, key)
-
-    async def submit(self, item: Request, deadline: float | None) -> JobHandle[AdverseMediaResult]:
-        assert item.headers is not None
-        handle: JobHandle[AdverseMediaResult] = await self.client._submit(
-            item,
-            subject=None,
-            deadline=deadline,
-            journal_key=item.headers["Idempotency-Key"],
-            inline=True,
-        )
-        return handle
-
-    def stops(self, error: KeplerError) -> str | None:
-        return None
+    unknown = sorted(str(name) for name in raw if name not in _PERSON_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown person fields {unknown}", value=repr(unknown)[:100])
+    body = _person(
+        raw.get("first_name"),
+        raw.get("last_name"),
+        raw.get("date_of_birth"),
+        raw.get("email"),
+        raw.get("country"),
+    )
+    given = raw.get("idempotency_key")
+    if given is not None and not isinstance(given, str):
+        raise InvalidInput("idempotency_key must be a string", value=repr(given)[:100])
+    # Without a key of the caller's, one made from the person: the same person in
+    # this batch, or in a rerun, is the same job.
+    key = given or str(uuid.uuid5(uuid.NAMESPACE_URL, content_key(body)))
+    return key, _screening_request(body, key)
 
 
 class AsyncDeepidv(ApiClient[AdverseMediaResult]):
@@ -364,7 +345,7 @@ class AsyncDeepidv(ApiClient[AdverseMediaResult]):
         """
         return self._fan_out(
             FanOut,
-            _ScreenMany(self),
+            RequestFanOut(_identify_person, self._submit, limit_name="a rate limit"),
             people,
             verb="screen_adverse_media_many",
             noun="people",

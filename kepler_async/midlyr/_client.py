@@ -11,7 +11,8 @@ import attrs
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
 from kepler_async._engine._dialect import Done, Failed, Pending, PollState, Request
-from kepler_async._engine._fanout import FanOut, Outcome
+from kepler_async._engine._fanout import FanOut
+from kepler_async._engine._fanout_plan import Outcome, RequestFanOut
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
     DialectDefaults,
@@ -22,7 +23,7 @@ from kepler_async._engine._kit import (
 )
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._spec import ApiSpec
-from kepler_async._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
+from kepler_async._exceptions import InvalidInput, JobFailed, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import decode
 
@@ -246,29 +247,6 @@ def _screen_request(text: object, scenario: object) -> Request:
     )
 
 
-@attrs.frozen
-class _ScreenMany:
-    """How ``screen_many`` checks, identifies and submits one text."""
-
-    client: AsyncMidLyr
-    scenario: str
-    limit_name: str = "a limit on analyses"
-
-    def identify(self, raw: object) -> tuple[str, Request]:
-        request = _screen_request(raw, self.scenario)
-        return content_key(request.json), request
-
-    async def submit(self, item: Request, deadline: float | None) -> JobHandle[MidLyrResult]:
-        key = content_key(item.json)
-        handle: JobHandle[MidLyrResult] = await self.client._submit(
-            item, subject=None, deadline=deadline, journal_key=key, inline=True
-        )
-        return handle
-
-    def stops(self, error: KeplerError) -> str | None:
-        return None
-
-
 class AsyncMidLyr(ApiClient[MidLyrResult]):
     """A client for MidLyr's screen analysis jobs, on the kepler_async engine."""
 
@@ -331,9 +309,14 @@ class AsyncMidLyr(ApiClient[MidLyrResult]):
         """
         if scenario not in SCENARIOS:
             raise InvalidInput(f"scenario must be one of {SCENARIOS}", value=repr(scenario))
+
+        def identify(raw: object) -> tuple[str, Request]:
+            request = _screen_request(raw, scenario)
+            return content_key(request.json), request
+
         return self._fan_out(
             FanOut,
-            _ScreenMany(self, scenario),
+            RequestFanOut(identify, self._submit, limit_name="a limit on analyses"),
             texts,
             verb="screen_many",
             noun="texts",

@@ -11,7 +11,8 @@ from kepler_async import _exceptions as exc
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
 from kepler_async._engine._dialect import Done, Failed, Pending, PollState, Request, ThrottleScope
-from kepler_async._engine._fanout import FanOut, Outcome
+from kepler_async._engine._fanout import FanOut
+from kepler_async._engine._fanout_plan import Outcome, RequestFanOut
 from kepler_async._engine._handle import JobHandle
 from kepler_async._engine._kit import (
     DialectDefaults,
@@ -236,25 +237,10 @@ def _enrich_request(transactions: object) -> Request:
     )
 
 
-@attrs.frozen
-class _EnrichMany:
-    """How ``enrich_many`` checks, identifies and submits one batch of strings."""
-
-    client: AsyncParseTx
-    limit_name: str = "the plan's quota"
-
-    def identify(self, raw: object) -> tuple[str, Request]:
-        request = _enrich_request(raw)
-        return content_key(request.json), request
-
-    async def submit(self, item: Request, deadline: float | None) -> JobHandle[EnrichResult]:
-        handle: JobHandle[EnrichResult] = await self.client._submit(
-            item, subject=None, deadline=deadline, journal_key=content_key(item.json), inline=True
-        )
-        return handle
-
-    def stops(self, error: KeplerError) -> str | None:
-        return None
+def _identify_batch(raw: object) -> tuple[str, Request]:
+    """``enrich_many``: a batch is keyed by a hash of what it sends."""
+    request = _enrich_request(raw)
+    return content_key(request.json), request
 
 
 class AsyncParseTx(ApiClient[EnrichResult]):
@@ -309,15 +295,21 @@ class AsyncParseTx(ApiClient[EnrichResult]):
         and with a journal that hash is its journal key, so a rerun resumes or reuses
         its job instead of paying again. At most ``max_outstanding`` jobs are submitted
         and unfinished at a time; ``batches`` is read in the caller's task, as the caller
-        iterates. The plan's quota (a 429 naming ``usage`` and ``limit``) ends the
-        batches not yet submitted as ``not_attempted``, with the time it lifts, unless
-        ``wait_for_budget=True``; a request-rate 429 is waited out. A malformed batch
+        iterates. The monthly quota (``QuotaExceeded``) ends the batches not yet
+        submitted as ``not_attempted``, naming it; the daily token budget does too, with
+        the time it lifts, unless ``wait_for_budget=True``; a request-rate 429 is
+        waited out. A malformed batch
         comes out as an ``InvalidInput`` failure. Closing the client ends the fan-out:
         unfinished batches fail with ``ClientClosed`` (with their job ids).
         """
         return self._fan_out(
             FanOut,
-            _EnrichMany(self),
+            RequestFanOut(
+                _identify_batch,
+                self._submit,
+                limit_name="the daily token budget",
+                stops_on=(QuotaExceeded,),  # monthly: never waited for
+            ),
             batches,
             verb="enrich_many",
             noun="batches of strings",
