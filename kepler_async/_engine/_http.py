@@ -69,7 +69,6 @@ DEFAULT_MAX_POLL_BODY = 1024 * 1024
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_KEEP_IDLE = 20
 
 
 class Redirected(ProtocolError):

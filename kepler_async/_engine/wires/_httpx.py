@@ -9,28 +9,40 @@ import httpx
 
 from kepler_async._constants import DEFAULT_CONNECT_TIMEOUT
 
+from ._pool import promise_connections
+
 __all__ = ["HttpxAnswer", "HttpxWire", "new_httpx_client"]
 
-#: The most idle connections a pool of ours keeps (see ``new_httpx_client``).
+#: The most idle connections kept by a pool that is not a ``PromisingPool`` (see
+#: ``new_httpx_client``).
 KEEP_IDLE = 20
 
 
 def new_httpx_client(
     *, transport: httpx.AsyncBaseTransport | None, timeout: float, max_connections: int
 ) -> httpx.AsyncClient:
-    """An httpx client of our own: as many connections as the engine lets requests be
-    in flight (a smaller pool makes a request the engine let go wait for a
-    connection), but at most ``KEEP_IDLE`` kept idle (httpcore checks every idle
-    connection on each request, a syscall each)."""
-    return httpx.AsyncClient(
+    """An httpx client of our own, with as many connections as the engine lets requests
+    be in flight (a smaller pool makes a request the engine let go wait for one).
+
+    With no ``transport`` given, its pool is a ``PromisingPool`` (``_pool.py``), which
+    checks a socket only when it is about to be used, so it keeps every connection it
+    opened idle. httpcore's own pool checks every idle connection on each request (a
+    system call each), so with a transport of the caller's, at most ``KEEP_IDLE`` are
+    kept idle."""
+    client = httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(timeout, connect=min(timeout, DEFAULT_CONNECT_TIMEOUT)),
         limits=httpx.Limits(
             max_connections=max_connections,
-            max_keepalive_connections=min(max_connections, KEEP_IDLE),
+            max_keepalive_connections=max_connections
+            if transport is None
+            else min(max_connections, KEEP_IDLE),
         ),
         follow_redirects=False,
     )
+    if transport is None:
+        promise_connections(client)
+    return client
 
 
 class HttpxAnswer:
