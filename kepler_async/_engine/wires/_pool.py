@@ -43,9 +43,9 @@ class PromisingPool(httpcore.AsyncConnectionPool):
         # and about to be given back) is nobody else's.
         promised = {id(r.connection) for r in self._requests if r.connection is not None}
         now = time.monotonic()
-        sweep = now >= getattr(self, "_kepler_next_sweep", 0.0)
+        sweep = now >= getattr(self, "_promising_next_sweep", 0.0)
         if sweep:
-            self._kepler_next_sweep = now + SWEEP_EVERY
+            self._promising_next_sweep = now + SWEEP_EVERY
         kept_idle = 0
         for connection in list(self._connections):
             if connection.is_closed():
