@@ -44,6 +44,7 @@ from ._vendor_sims import (
     ParseTxSimulator,
     VendorCounters,
 )
+from ._virtual import virtual_time
 
 __all__ = [
     "DEEPIDV_KEY",
@@ -73,4 +74,5 @@ __all__ = [
     "create_app",
     "serve",
     "simulated_client",
+    "virtual_time",
 ]

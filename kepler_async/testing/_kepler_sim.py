@@ -3,7 +3,8 @@
 ``KeplerSimulator`` keeps keys, accounts, records and jobs, and answers each endpoint as
 a ``SimResponse`` (status, JSON body, headers). ``_sim_app`` wires it to Starlette.
 
-Time: the simulator reads ``clock()`` (real seconds, ``time.monotonic`` by default) and
+Time: the simulator reads ``clock()`` (real seconds: ``time.monotonic`` plus whatever
+virtual time has jumped, ``_virtual.sim_time``, by default) and
 runs ``1 / time_scale`` times faster: with ``time_scale=0.01`` a 60 s cold run takes
 0.6 s. ``Retry-After`` headers are given in real seconds. Randomness is drawn from
 ``seed``, the domain and the run number, so outcomes do not depend on request order.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
@@ -48,6 +48,7 @@ from ._sim_types import (
     path_domain,
     percentile_of,
 )
+from ._virtual import sim_time
 
 __all__ = [
     "DEFAULT_FAILURE_MIX",
@@ -94,7 +95,7 @@ class KeplerSimulator(FaultsMixin, KeplerReads):
         *,
         seed: int | str = 0,
         time_scale: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = sim_time,
         epoch: datetime | None = None,
         cold_duration: tuple[float, float] | Callable[[str, int], float] = (25.0, 90.0),
         failure_mix: Mapping[str, float] | None = None,

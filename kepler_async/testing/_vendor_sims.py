@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import json
 import math
-import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from kepler_async.parsetx._client import DEFAULT_BASE_URL as PARSETX_URL
 
 from ._faults import FaultPlan, FaultsMixin, answer_with_faults
 from ._sim_data import stable_rng
+from ._virtual import sim_time
 
 __all__ = [
     "DEEPIDV_KEY",
@@ -82,7 +82,7 @@ class _JobSimulator(FaultsMixin, abc.ABC):
         *,
         seed: int | str = 0,
         time_scale: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = sim_time,
         duration: tuple[float, float] = (5.0, 30.0),
         failure_rate: float = 0.05,
         keys: dict[str, str] | None = None,

@@ -8,28 +8,33 @@ For each API (``kepler``, ``deepidv``, ``midlyr``, ``parsetx``):
 
 - ``<api>_sim``: a fresh simulator (seed 0) whose time is ``sim_clock``.
 - ``<api>_client``: a client of that API wired to ``<api>_sim`` in-process, closed after
-  the test. It polls 100x faster than the real API asks (so a job finishes a few tens
-  of milliseconds after the simulated time says it is done), and its deadlines are
-  100x shorter: a job the test never lets finish fails with ``DeadlineExceeded`` in
-  seconds instead of hanging the suite.
+  the test, polling as the real API asks. The test runs on virtual time while it is
+  open (``virtual_time()``): whenever everything waits, the clock jumps to the next
+  timer, so a cold job of 25-90 simulated seconds is awaited in milliseconds and a job
+  that never finishes fails with ``DeadlineExceeded`` at once instead of hanging.
 - ``<api>_sim_url``: ``<api>_sim`` served by uvicorn over real HTTP on a free port of
   127.0.0.1; yields the base URL (pass ``allow_plain_http=True`` to a client of it). The
-  server stops after the test.
+  server stops after the test. Real sockets: keep such a test off virtual time.
 
-And ``sim_clock``: the ``ManualClock`` every simulator of the test reads. Simulated time
-stands still until the test moves it, so a cold job stays ``processing`` until
-``sim_clock.advance(90)``, and nothing depends on how fast the machine is.
+And:
 
-The client fixtures are async and work under every common setup: pytest-asyncio in
-strict mode (mark the test ``@pytest.mark.asyncio``) or auto mode, and anyio's plugin
+- ``sim_clock``: the ``ManualClock`` every simulator of the test reads. It moves with
+  virtual time, and by hand with ``sim_clock.advance(seconds)``.
+- ``virtual_time``: virtual time for a test without a client fixture, such as one that
+  routes an unchanged ``AsyncKepler()`` to a simulator with respx.
+
+The async fixtures work under every common setup: pytest-asyncio in strict mode (mark
+the test ``@pytest.mark.asyncio``) or auto mode, and anyio's plugin
 (``@pytest.mark.anyio``, asyncio or trio). Under pytest-asyncio the client is opened
 without ``async with``, because pytest-asyncio tears a fixture down in another task than
 the one that set it up; under anyio's plugin on trio it is opened with ``async with``,
-as trio requires. Either way it is closed after the test.
+as trio requires. Either way it is closed after the test. On an event loop virtual time
+cannot drive (uvloop), the clients poll ``1 / POLL_SCALE`` times faster instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import types
@@ -62,6 +67,7 @@ from ._vendor_sims import (
     MidLyrSimulator,
     ParseTxSimulator,
 )
+from ._virtual import virtual_time as _virtual_time
 
 # A project on anyio's plugin alone need not have pytest-asyncio.
 _pytest_asyncio: types.ModuleType | None = None
@@ -84,12 +90,14 @@ __all__ = [
     "parsetx_sim",
     "parsetx_sim_url",
     "sim_clock",
+    "virtual_time",
 ]
 
 _C = TypeVar("_C", bound=ApiClient[Any])
 
 #: How much faster than the real API the fixture clients poll (and how much shorter
-#: their deadlines are).
+#: their deadlines are) on an event loop virtual time cannot drive; on virtual time
+#: they poll as the real API asks.
 POLL_SCALE = 0.01
 
 
@@ -165,19 +173,23 @@ def parsetx_sim_url(parsetx_sim: ParseTxSimulator) -> Iterator[str]:
 
 
 def _client_fixture(request: pytest.FixtureRequest, api: str) -> Any:
+    return _async_fixture(request, f"{api}_client")
+
+
+def _async_fixture(request: pytest.FixtureRequest, name: str) -> Any:
     test = getattr(request, "function", None)
     if test is not None and not inspect.iscoroutinefunction(test):
         raise pytest.UsageError(
-            f"{api}_client is for async tests; {request.node.name} is not an async test"
+            f"{name} is for async tests; {request.node.name} is not an async test"
         )
     if "anyio_backend" in request.fixturenames:
-        return request.getfixturevalue(f"_{api}_client_on_anyio")
+        return request.getfixturevalue(f"_{name}_on_anyio")
     if _pytest_asyncio is None:
         raise pytest.UsageError(
-            f"{api}_client is an async fixture: mark the test @pytest.mark.anyio "
+            f"{name} is an async fixture: mark the test @pytest.mark.anyio "
             "(anyio's plugin) or install pytest-asyncio and mark it @pytest.mark.asyncio"
         )
-    return request.getfixturevalue(f"_{api}_client_on_pytest_asyncio")
+    return request.getfixturevalue(f"_{name}_on_pytest_asyncio")
 
 
 async def open_for_fixture(client: _C) -> AsyncIterator[_C]:
@@ -199,13 +211,47 @@ async def open_for_fixture(client: _C) -> AsyncIterator[_C]:
             await client.aclose()
 
 
-def _connect(client_type: type[ApiClient[Any]], key: str, policy: PollPolicy, sim: Any) -> Any:
-    return client_type(
-        key,
-        base_url=SIM_BASE_URL,
-        transport=asgi_transport(sim),
-        poll_policy=policy.scaled(POLL_SCALE),
-    )
+@contextlib.asynccontextmanager
+async def _on_virtual_time() -> AsyncIterator[float]:
+    """Virtual time for the block if the loop allows it; yields the poll policies'
+    scale: 1 on virtual time, ``POLL_SCALE`` without it."""
+    try:
+        entered = _virtual_time()
+        await entered.__aenter__()
+    except RuntimeError:  # a loop virtual time cannot drive: poll faster instead
+        yield POLL_SCALE
+        return
+    try:
+        yield 1.0
+    finally:
+        await entered.__aexit__(None, None, None)
+
+
+async def _open(
+    client_type: type[ApiClient[Any]], key: str, policy: PollPolicy, sim: Any
+) -> AsyncIterator[Any]:
+    async with _on_virtual_time() as scale:
+        client = client_type(
+            key,
+            base_url=SIM_BASE_URL,
+            transport=asgi_transport(sim),
+            poll_policy=policy.scaled(scale),
+        )
+        async for opened in open_for_fixture(client):
+            yield opened
+
+
+@pytest.fixture
+def virtual_time(request: pytest.FixtureRequest) -> None:
+    """The test on virtual time (``kepler_async.testing.virtual_time``), for tests
+    without a client fixture: an ``AsyncKepler()`` routed to a simulator by respx,
+    say. The client fixtures need no more: they are on virtual time already."""
+    _async_fixture(request, "virtual_time")
+
+
+async def _virtual(sim_clock: ManualClock) -> AsyncIterator[None]:
+    async with _virtual_time():
+        yield
 
 
 @pytest.fixture
@@ -233,29 +279,23 @@ def parsetx_client(request: pytest.FixtureRequest) -> AsyncParseTx:
 
 
 async def _kepler(kepler_sim: KeplerSimulator) -> AsyncIterator[AsyncKepler]:
-    async for client in open_for_fixture(
-        _connect(AsyncKepler, LIVE_KEY, KEPLER_POLICY, kepler_sim)
-    ):
+    async for client in _open(AsyncKepler, LIVE_KEY, KEPLER_POLICY, kepler_sim):
         yield client
 
 
 async def _deepidv(deepidv_sim: DeepidvSimulator) -> AsyncIterator[AsyncDeepidv]:
-    client = _connect(AsyncDeepidv, DEEPIDV_KEY, DEEPIDV_POLICY, deepidv_sim)
-    async for opened in open_for_fixture(client):
-        yield opened
+    async for client in _open(AsyncDeepidv, DEEPIDV_KEY, DEEPIDV_POLICY, deepidv_sim):
+        yield client
 
 
 async def _midlyr(midlyr_sim: MidLyrSimulator) -> AsyncIterator[AsyncMidLyr]:
-    async for client in open_for_fixture(
-        _connect(AsyncMidLyr, MIDLYR_KEY, MIDLYR_POLICY, midlyr_sim)
-    ):
+    async for client in _open(AsyncMidLyr, MIDLYR_KEY, MIDLYR_POLICY, midlyr_sim):
         yield client
 
 
 async def _parsetx(parsetx_sim: ParseTxSimulator) -> AsyncIterator[AsyncParseTx]:
-    client = _connect(AsyncParseTx, PARSETX_KEY, PARSETX_POLICY, parsetx_sim)
-    async for opened in open_for_fixture(client):
-        yield opened
+    async for client in _open(AsyncParseTx, PARSETX_KEY, PARSETX_POLICY, parsetx_sim):
+        yield client
 
 
 def _register(name: str, body: Callable[..., AsyncIterator[Any]]) -> None:
@@ -267,18 +307,19 @@ def _register(name: str, body: Callable[..., AsyncIterator[Any]]) -> None:
             body.__code__, body.__globals__, name, body.__defaults__, body.__closure__
         )
 
-    globals()[f"_{name}_client_on_anyio"] = pytest.fixture(copy(), name=f"_{name}_client_on_anyio")
+    globals()[f"_{name}_on_anyio"] = pytest.fixture(copy(), name=f"_{name}_on_anyio")
     if _pytest_asyncio is not None:
-        globals()[f"_{name}_client_on_pytest_asyncio"] = _pytest_asyncio.fixture(
-            copy(), name=f"_{name}_client_on_pytest_asyncio"
+        globals()[f"_{name}_on_pytest_asyncio"] = _pytest_asyncio.fixture(
+            copy(), name=f"_{name}_on_pytest_asyncio"
         )
 
 
 _BODIES: list[tuple[str, Callable[..., AsyncIterator[Any]]]] = [
-    ("kepler", _kepler),
-    ("deepidv", _deepidv),
-    ("midlyr", _midlyr),
-    ("parsetx", _parsetx),
+    ("kepler_client", _kepler),
+    ("deepidv_client", _deepidv),
+    ("midlyr_client", _midlyr),
+    ("parsetx_client", _parsetx),
+    ("virtual_time", _virtual),
 ]
 for _name, _body in _BODIES:
     _register(_name, _body)

@@ -15,8 +15,11 @@ import pytest
 pytest_plugins = ["pytester"]
 
 USER_TESTS = """
+import asyncio
+
 import httpx
 import pytest
+import sniffio
 
 import kepler_async as ka
 from kepler_async import AsyncKepler
@@ -42,8 +45,32 @@ async def test_a_cold_job_finishes_when_simulated_time_says(kepler_client, keple
     assert kepler_sim.counters.cold_runs_billed["plaid.com"] == 1
 
 
+async def rate_company(kepler, domain):
+    \"\"\"The user's own code: one await for a score, whatever the path.\"\"\"
+    score = await kepler.score(domain)
+    return f"{score.domain}: {score.ki_rating}"
+
+
 {mark}
-async def test_a_job_never_let_finish_fails_fast(kepler_client):
+async def test_code_that_awaits_a_cold_score(kepler_client, kepler_sim):
+    label = await rate_company(kepler_client, "plaid.com")  # 25-90 simulated seconds
+    assert label.startswith("plaid.com: ")
+    assert kepler_sim.counters.cold_runs_billed["plaid.com"] == 1
+
+
+{mark}
+async def test_a_task_and_a_hand_on_the_clock(kepler_client, kepler_sim, sim_clock):
+    if sniffio.current_async_library() != "asyncio":
+        pytest.skip("asyncio.create_task is asyncio's")
+    task = asyncio.create_task(rate_company(kepler_client, "plaid.com"))
+    sim_clock.advance(91)
+    label = await task
+    assert label.startswith("plaid.com: ")
+
+
+{mark}
+async def test_a_job_never_let_finish_fails_fast(kepler_client, kepler_sim):
+    kepler_sim.script("never.example", duration=10_000)
     with pytest.raises(ka.DeadlineExceeded):
         await kepler_client.score("never.example")
 
@@ -81,29 +108,64 @@ SETUPS = {
     "anyio plugin": ("@pytest.mark.anyio", ["-p", "no:asyncio"]),
 }
 
+PLUGIN_ONLY = 'pytest_plugins = ["kepler_async.testing.fixtures"]\n'
+ANYIO_CONFTEST = textwrap.dedent(
+    """
+    import pytest
+
+    pytest_plugins = ["kepler_async.testing.fixtures"]
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(request):
+        return request.param
+    """
+)
+
 
 @pytest.mark.parametrize("setup", SETUPS)
 def test_the_fixtures_work_in_a_users_project(pytester: pytest.Pytester, setup: str) -> None:
     mark, args = SETUPS[setup]
-    pytester.makeconftest('pytest_plugins = ["kepler_async.testing.fixtures"]\n')
     pytester.makepyfile(test_user=USER_TESTS.replace("{mark}", mark))
-    if setup == "anyio plugin":
-        pytester.makeconftest(
-            textwrap.dedent(
-                """
-                import pytest
-
-                pytest_plugins = ["kepler_async.testing.fixtures"]
-
-                @pytest.fixture(params=["asyncio", "trio"])
-                def anyio_backend(request):
-                    return request.param
-                """
-            )
-        )
+    pytester.makeconftest(ANYIO_CONFTEST if setup == "anyio plugin" else PLUGIN_ONLY)
     result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider", *args)
-    tests = 5 * (2 if setup == "anyio plugin" else 1)
-    result.assert_outcomes(passed=tests)
+    if setup == "anyio plugin":  # each test on asyncio and trio; one is asyncio's only
+        result.assert_outcomes(passed=13, skipped=1)
+    else:
+        result.assert_outcomes(passed=7)
+
+
+RESPX_TEST = """
+import pytest
+
+from kepler_async import AsyncKepler
+from kepler_async.testing import LIVE_KEY
+
+
+{mark}
+async def test_an_unchanged_client_routed_by_respx(respx_mock, kepler_sim, virtual_time):
+    kepler_sim.mock(respx_mock)  # https://api.keplerinsights.us -> the simulator
+    async with AsyncKepler(LIVE_KEY) as kepler:  # no transport, no base_url, no policy
+        score = await kepler.score("plaid.com")  # a cold run of 25-90 simulated seconds
+    assert score.domain == "plaid.com"
+    assert kepler_sim.counters.cold_runs_billed["plaid.com"] == 1
+"""
+
+
+@pytest.mark.parametrize("setup", ["pytest-asyncio strict", "anyio plugin"])
+def test_respx_with_an_unchanged_client_takes_simulated_time_only(
+    pytester: pytest.Pytester, setup: str
+) -> None:
+    """An ``AsyncKepler()`` with the production poll policy (first poll after 32 s),
+    routed to a simulator by respx: on virtual time its cold score takes no real wait
+    (it took 30.6 s). The subprocess's time limit is a hang guard far above the
+    second the run takes, below the 30 s one cold score took."""
+    mark, args = SETUPS[setup]
+    pytester.makepyfile(test_user=RESPX_TEST.replace("{mark}", mark))
+    pytester.makeconftest(ANYIO_CONFTEST if setup == "anyio plugin" else PLUGIN_ONLY)
+    result = pytester.runpytest_subprocess(
+        "-W", "error", "-p", "no:cacheprovider", *args, timeout=20
+    )
+    result.assert_outcomes(passed=2 if setup == "anyio plugin" else 1)
 
 
 def test_without_a_plugin_for_async_fixtures_the_message_says_what_to_do(
