@@ -171,6 +171,10 @@ class Binding(Generic[R]):
                     self._check_open()
                     continue  # another task or process is submitting it: look again
                 if isinstance(known, JobRecord):
+                    if known.done():
+                        self.counters.from_journal += 1
+                    else:
+                        self.counters.resumed_from_journal += 1
                     return self.handle(known, deadline)
             flight = self._fly(request, key, subject, deadline, journal_key, inline=inline)
             if inline:

@@ -18,12 +18,14 @@ class Counters:
     """What one channel has done (the engine adds up its channels)."""
 
     __slots__ = (
+        "from_journal",
         "jobs_failed",
         "jobs_started",
         "jobs_succeeded",
         "polls_sent",
         "polls_unchanged",
         "results_fetched",
+        "resumed_from_journal",
         "submits_inline",
         "throttle_pauses",
         "transient_errors",
@@ -39,6 +41,8 @@ class Counters:
         self.results_fetched = 0
         self.transient_errors = 0
         self.throttle_pauses = 0
+        self.from_journal = 0
+        self.resumed_from_journal = 0
 
     def add(self, other: Counters) -> None:
         for name in self.__slots__:
@@ -68,6 +72,12 @@ class EngineStatistics:
     max_in_flight: int
     paused_for: float
     next_poll_in: float | None
+    #: Submits the journal answered with a finished job (a rerun's scored inputs):
+    #: nothing was sent.
+    from_journal: int = 0
+    #: Submits the journal answered with a job still pending, resumed by its id: no
+    #: new cold run.
+    resumed_from_journal: int = 0
 
     @property
     def polls_per_finished_job(self) -> float:
@@ -103,4 +113,6 @@ def snapshot(
         max_in_flight=max_in_flight,
         paused_for=max(0.0, paused_until - now) if known else 0.0,
         next_poll_in=None if next_due is None or not known else max(0.0, next_due - now),
+        from_journal=totals.from_journal,
+        resumed_from_journal=totals.resumed_from_journal,
     )

@@ -35,6 +35,9 @@ class Tally:
     not_attempted: int = 0
     errors: Counter[str] = attrs.field(factory=Counter)
     cold_runs: int = 0
+    #: Inputs the journal answered (an earlier run scored them) / jobs it resumed.
+    from_journal: int = 0
+    resumed: int = 0
     polls: int = 0
     polls_per_job: float = 0.0
     elapsed: float = 0.0
@@ -55,15 +58,26 @@ class Tally:
             self.not_attempted += 1
             self.errors["not attempted"] += 1
 
-    def line(self) -> str:
+    def line(self, room: int | None = None) -> str:
+        """What happened so far, in at most ``room`` characters (None: all of it).
+
+        Parts go from the least telling: a failed or not-attempted count of 0, then
+        the polls, then "pending"; what is done and a wait for the cold budget stay."""
         pending = self.total - self.finished
-        text = (
-            f"done {self.scored} · failed {self.failed} · pending {pending} · "
-            f"not attempted {self.not_attempted} · polls {self.polls}"
-        )
+        parts = [
+            (0, f"done {self.scored}"),
+            (1 if self.failed else 4, f"failed {self.failed}"),
+            (3, f"pending {pending}"),
+            (1 if self.not_attempted else 4, f"not attempted {self.not_attempted}"),
+            (2, f"polls {self.polls}"),
+        ]
         if self.waiting_until is not None:
             lifts = time.strftime("%H:%M", time.localtime(self.waiting_until))
-            text += f" · waiting for cold budget until {lifts}"
+            parts.append((0, f"waiting for cold budget until {lifts}"))
+        for drop in (5, 4, 3, 2, 1):
+            text = " · ".join(part for rank, part in parts if rank < drop)
+            if room is None or len(text) <= room:
+                break
         return text
 
 
@@ -75,10 +89,14 @@ class Rows(Protocol):
         ...
 
 
+#: The progress bar's width, in columns.
+_BAR = 8
+
+
 def _progress(console: Console) -> Progress:
     return Progress(
         SpinnerColumn(),
-        BarColumn(),
+        BarColumn(bar_width=_BAR),
         TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
@@ -86,6 +104,13 @@ def _progress(console: Console) -> Progress:
         console=console,
         transient=False,
     )
+
+
+def _room(console: Console, total: int) -> int:
+    """Columns left for the tally on one line of ``console`` (the other columns at
+    their widest, with the spaces between them)."""
+    others = 1 + _BAR + len(f"{total}/{total}") + len("0:00:00") + len("left ~99999s")
+    return max(20, console.width - others - 5)  # one space between columns
 
 
 def _eta(tally: Tally, elapsed: float) -> str:
@@ -112,10 +137,11 @@ async def run_batch(
     tally = Tally(total=len(items))
     start = time.monotonic()
     progress = _progress(console) if console is not None else None
+    room = _room(console, len(items)) if console is not None else None
     task = None
     if progress is not None:
         progress.start()
-        task = progress.add_task(tally.line(), total=len(items), eta="-")
+        task = progress.add_task(tally.line(room), total=len(items), eta="-")
 
     batch: ScoreBatch | None = None
 
@@ -124,13 +150,15 @@ async def run_batch(
         tally.waiting_until = batch.waiting_until if batch is not None else None
         tally.polls = stats.polls_sent
         tally.cold_runs = stats.jobs_started
+        tally.from_journal = stats.from_journal
+        tally.resumed = stats.resumed_from_journal
         tally.polls_per_job = stats.polls_per_finished_job
         tally.elapsed = time.monotonic() - start
         if progress is not None and task is not None:
             progress.update(
                 task,
                 completed=tally.finished,
-                description=tally.line(),
+                description=tally.line(room),
                 eta=_eta(tally, tally.elapsed),
             )
 
@@ -176,6 +204,10 @@ def print_summary(tally: Tally, console: Console) -> None:
     table.add_row("not attempted", str(tally.not_attempted))
     for name, count in sorted(tally.errors.items()):
         table.add_row(f"  {name}", str(count))
+    if tally.from_journal:  # a rerun: what an earlier run finished
+        table.add_row("from the journal, done before", str(tally.from_journal))
+    if tally.resumed:
+        table.add_row("resumed from the journal (pending)", str(tally.resumed))
     table.add_row("cold runs started", str(tally.cold_runs))
     table.add_row("polls per finished job", f"{tally.polls_per_job:.1f}")
     table.add_row("elapsed", f"{tally.elapsed:.1f}s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -398,6 +399,53 @@ def test_the_progress_line_says_when_it_waits_for_the_cold_budget() -> None:
     assert "waiting" not in tally.line()
     tally.waiting_until = time.mktime((2026, 11, 22, 17, 45, 0, 0, 0, -1))
     assert tally.line().endswith("waiting for cold budget until 17:45")
+
+
+def test_the_progress_line_fits_an_80_column_terminal() -> None:
+    """The live line at 80 columns says what is done, failed and pending, and the time
+    left, whole (it was cut to ``polls 0 0… left ~-``)."""
+    import io
+
+    from rich.console import Console
+
+    from kepler_async.cli._run import Tally, _progress, _room
+
+    for tally in (
+        Tally(total=1000, scored=980, failed=3, not_attempted=2, polls=12345),
+        Tally(total=1000, scored=120, polls=480),
+        Tally(total=5, scored=1, waiting_until=time.mktime((2026, 12, 4, 17, 45, 0, 0, 0, -1))),
+    ):
+        screen = io.StringIO()
+        console = Console(file=screen, width=80, force_terminal=True, color_system=None)
+        progress = _progress(console)
+        progress.add_task(tally.line(_room(console, tally.total)), total=tally.total, eta="42s")
+        console.print(progress.get_renderable())
+        line = screen.getvalue().strip()
+        assert "…" not in line, line
+        assert len(line) <= 80
+        assert f"done {tally.scored}" in line
+        assert line.endswith("left ~42s"), line
+        if tally.failed:
+            assert f"failed {tally.failed}" in line
+        if tally.waiting_until:
+            assert "waiting for cold budget until 17:45" in line
+
+
+def test_a_rerun_from_the_journal_says_what_it_took_from_it(
+    runner: CliRunner, sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    """The second run over the same domains takes every score from the journal, and
+    its summary says so (it said only "cold runs started 0")."""
+    journal = str(tmp_path / "run.db")
+    args = ["score", "plaid.com", "ramp.com", "--base-url", sim_url, "--journal", journal]
+    first = runner.invoke(main, [*args, "--poll-scale", "0.001"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0, second.output
+    assert re.search(r"from the journal, done before\s*│\s*2", second.stderr), second.stderr
+    assert re.search(r"cold runs started\s*│\s*0", second.stderr)
+    assert "from the journal" not in first.stderr
+    assert fast_sim.counters.total_cold_runs == 2
 
 
 def test_a_hostile_answer_costs_one_row_not_the_run(runner: CliRunner) -> None:

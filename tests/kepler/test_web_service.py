@@ -351,8 +351,8 @@ def _recipe_app(wait: float, scale: float = 1.0) -> str:
     readme = README.read_text(encoding="utf-8")
     blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "WAIT = " in b]
     assert len(blocks) == 1, "the README's web-service recipe is gone"
-    source = blocks[0].split("\nwith serve(app")[0]
-    edits = [
+    source: str = blocks[0].split("\nwith serve(app")[0]
+    edits: list[tuple[re.Pattern[str], str]] = [
         (re.compile(r"^WAIT = [0-9.]+", re.M), f"WAIT = {wait}"),
         (re.compile(r"^sim = KeplerSimulator\(.*\)\n", re.M), ""),
         (
