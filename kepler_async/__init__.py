@@ -8,6 +8,7 @@ from kepler_async._engine._engine import JobEngine
 from kepler_async._engine._fanout import FanOut
 from kepler_async._engine._fanout_plan import Outcome
 from kepler_async._engine._handle import JobHandle
+from kepler_async._engine._progress import BatchProgress, JobEvent
 from kepler_async._engine._stats import EngineStatistics
 from kepler_async._engine.stores import (
     JobStore,
@@ -59,6 +60,7 @@ from kepler_async._kepler._models import (
     Usage,
     XKepler,
 )
+from kepler_async._logging import configure_from_env as _configure_logging
 
 from ._exceptions import (
     APIError,
@@ -101,6 +103,7 @@ __all__ = [
     "AsyncKepler",
     "AuthenticationError",
     "BadRequest",
+    "BatchProgress",
     "BucketComparison",
     "Buckets",
     "CacheStatus",
@@ -127,6 +130,7 @@ __all__ = [
     "InvalidJobId",
     "JobAccepted",
     "JobEngine",
+    "JobEvent",
     "JobFailed",
     "JobForbidden",
     "JobHandle",
@@ -202,3 +206,6 @@ if not _typing.TYPE_CHECKING:  # type checkers see the new names only
             )
             return globals()[new]
         raise AttributeError(f"module 'kepler_async' has no attribute {name!r}")
+
+
+_configure_logging()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.otel import reset_otel_globals
+
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 
@@ -35,6 +37,7 @@ def test_readme_examples_run_in_order(capsys: pytest.CaptureFixture[str]) -> Non
                 loop.run_until_complete(result)
     finally:
         loop.close()
+        reset_otel_globals()  # the Observability example set the global tracer provider
     out = capsys.readouterr().out
     assert "acme.test KI-1 67.2" in out
     assert "PipelineTimedOut sfn_timed_out True" in out

@@ -42,11 +42,13 @@ from kepler_async._policies import PollPolicy
 from ._dialect import Dialect, Done, Request, SubmitState
 from ._handle import JobHandle
 from ._http import HttpBoundary, Reply
+from ._progress import JobEvent, emit
 from ._record import JobRecord
 from ._replay import WAIT, InDoubt, JournalReplay
 from ._scheduler import Scheduler
 from ._stats import Counters, EngineStatistics, snapshot
 from ._submit import Flight, JournalAction, classify, cut_off_in_flight, journal_action, send
+from ._traced import job_ended, submit_outcome
 from ._writer import JournalWriter
 from .stores import JobStore
 
@@ -159,9 +161,11 @@ class Binding(Generic[R]):
         while True:
             record = self._by_key.get(key)
             if record is not None and not record.done():
+                self.http.telemetry.link_to(record.trace)  # joined a job in flight
                 return self.handle(record, deadline)
             flight = self._flights.get(key)
             if flight is not None:
+                self.http.telemetry.link_to(flight.trace)
                 break
             if self._replay is not None and journal_key is not None:
                 known = await self._replay.lookup(
@@ -193,7 +197,7 @@ class Binding(Generic[R]):
         inline: bool,
     ) -> Flight:
         """A new flight for ``key``, its request started in the engine (unless inline)."""
-        flight = Flight(request, key)
+        flight = Flight(request, key, self.http.telemetry.capture())
         self._flights[key] = flight
         if not inline:
             try:
@@ -218,7 +222,7 @@ class Binding(Generic[R]):
         try:
             reply: Reply = await send(self.scheduler, self.http, flight, self._writer, journal_key)
             state = classify(self.dialect, flight.request, reply)
-            record = await self._record(state, flight.key, subject, deadline, journal_key)
+            record = await self._record(state, flight, subject, deadline, journal_key)
         except KeplerError as exc:
             error = exc
             await self._after_failure(exc, flight, subject, journal_key)
@@ -238,7 +242,7 @@ class Binding(Generic[R]):
     async def _record(
         self,
         state: SubmitState,
-        key: Hashable,
+        flight: Flight,
         subject: str | None,
         deadline: float | None,
         journal_key: str | None,
@@ -246,10 +250,13 @@ class Binding(Generic[R]):
         """The record of a classified answer: a result at once, or a job to watch (its
         id written ahead of the first poll)."""
         writer = self._writer if journal_key is not None else None
+        key = flight.key
+        telemetry = self.http.telemetry
         if isinstance(state, Done):
             record: JobRecord[R] = JobRecord.finished(None, subject, result=state.result)
             record.owner = self
             self.counters.submits_inline += 1
+            telemetry.submitted("inline")
         else:
             existing = self._records.get(state.job_id)
             if existing is not None:  # an idempotent replay of a job we watch
@@ -260,7 +267,9 @@ class Binding(Generic[R]):
                 await writer.record_submitted(journal_key, state.job_id, subject)
             record = JobRecord(state.job_id, state.subject or subject, self)
             record.key = key
+            record.trace = flight.trace
             self.counters.jobs_started += 1
+            telemetry.job_started(state.job_id, record.subject, flight.trace)
             self._watch(record, deadline, first_poll_now=False)
             self._by_key[key] = record
         if writer is not None and journal_key is not None:
@@ -272,6 +281,7 @@ class Binding(Generic[R]):
     ) -> None:
         """What a failed submit means beyond its callers: a 429 throttles, a 401 fails
         every job, and the journal holds what ``journal_action`` says."""
+        self.http.telemetry.submitted(submit_outcome(error))
         if isinstance(error, RateLimited):
             self.throttled(error, submitting=True)
         elif isinstance(error, AuthenticationError):
@@ -305,7 +315,10 @@ class Binding(Generic[R]):
         if record is None:
             self.host.ensure_running()
             record = JobRecord(canonical, subject, self)
+            record.trace = self.http.telemetry.capture()
             self._watch(record, deadline, first_poll_now=True)
+        else:
+            self.http.telemetry.link_to(record.trace)
         return record
 
     # --- the owner of its records (``JobOwner``) ----------------------------------------
@@ -317,6 +330,7 @@ class Binding(Generic[R]):
             record.settle("failed", None, error)
             return
         self._records[record.job_id] = record
+        self.http.telemetry.watching(+1)
         self.scheduler.watch(record, deadline, first_poll_now=first_poll_now)
 
     def settle(
@@ -326,12 +340,12 @@ class Binding(Generic[R]):
         if record.done():
             return
         self.untrack(record)
+        job_ended(self.http.telemetry, record, error)
         if error is None:
             self.counters.jobs_succeeded += 1
             record.settle("done", result, None)
         else:
             self.counters.jobs_failed += 1
-            logger.debug("job %s failed: %s", record.job_id, error)
             record.settle("failed", None, error)
 
     def untrack(self, record: JobRecord[R]) -> None:
@@ -357,6 +371,10 @@ class Binding(Generic[R]):
         if scope == "submits":
             logger.debug("%s: submits throttled for %.1fs", self.dialect.name, seconds)
             return
+        telemetry = self.http.telemetry
+        if telemetry.on_event is not None:
+            event = JobEvent(kind="throttled", api=self.dialect.name, retry_after=seconds)
+            emit(telemetry.on_event, lambda: event)
         until = anyio.current_time() + seconds
         if until > self.paused_until:
             self.paused_until = until

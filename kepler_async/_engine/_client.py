@@ -19,6 +19,7 @@ import anyio
 import httpx
 
 from kepler_async._constants import DEFAULT_TIMEOUT
+from kepler_async._engine._traced import traced_sync
 from kepler_async._exceptions import ClientClosed, ConfigurationError, SubmitInDoubt
 from kepler_async._policies import (
     DEFAULT,
@@ -36,8 +37,10 @@ from ._fanout import FanOut
 from ._fanout_plan import FanOutPlan, Outcome, check_fan_out
 from ._handle import JobHandle
 from ._http import DEFAULT_MAX_BODY, DEFAULT_MAX_POLL_BODY, HttpBoundary
+from ._progress import JobEvent
 from ._spec import ApiSpec, check_plain_http
 from ._stats import EngineStatistics
+from ._telemetry import Telemetry
 from .stores import JobStore, key_fingerprint
 
 __all__ = ["ApiClient"]
@@ -51,6 +54,17 @@ def _byte_limit(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
         raise ConfigurationError(f"{name} must be a number of bytes >= 1024, got {value!r}")
     return value
+
+
+def _check_http(
+    url: str,
+    http_client: httpx.AsyncClient | None,
+    transport: httpx.AsyncBaseTransport | None,
+    allow_plain_http: bool,
+) -> None:
+    check_plain_http(url, transport, bool(allow_plain_http))
+    if http_client is not None and transport is not None:
+        raise ConfigurationError("pass http_client or transport, not both")
 
 
 def _check_parts(poll_policy: object, engine: object, journal: object) -> None:
@@ -120,13 +134,14 @@ class ApiClient(abc.ABC, Generic[R]):
         max_poll_bytes: int = DEFAULT_MAX_POLL_BODY,
         resubmit_in_doubt: bool = False,
         http_backend: str | None = None,
+        telemetry: bool | None = None,
+        telemetry_subjects: bool = True,
+        on_event: Callable[[JobEvent], object] | None = None,
     ) -> None:
         spec = self._spec
         key = spec.resolve_key(api_key)
         url = spec.resolve_base_url(base_url)
-        check_plain_http(url, transport, bool(allow_plain_http))
-        if http_client is not None and transport is not None:
-            raise ConfigurationError("pass http_client or transport, not both")
+        _check_http(url, http_client, transport, allow_plain_http)
         timeout = check_seconds("timeout", timeout, above=True)
         _check_parts(poll_policy, engine, journal)
         self._resubmit_in_doubt = bool(resubmit_in_doubt)
@@ -137,6 +152,7 @@ class ApiClient(abc.ABC, Generic[R]):
             engine = _own_engine(max_in_flight, http_backend)
         self._engine = engine
         self._key_hint = spec.describe_key(key)
+        dialect = self._make_dialect(url)
         http = HttpBoundary.create(
             api_key=key,
             base_url=url,
@@ -151,8 +167,15 @@ class ApiClient(abc.ABC, Generic[R]):
             max_poll_body=_byte_limit("max_poll_bytes", max_poll_bytes),
             http_backend=http_backend or engine.http_backend,
             max_connections=engine.scheduler.max_in_flight,
+            telemetry=Telemetry(
+                dialect.name,
+                url,
+                enabled=telemetry,
+                subjects=telemetry_subjects,
+                secret=key,
+                on_event=on_event,
+            ),
         )
-        dialect = self._make_dialect(url)
         self._binding: Binding[R] = engine.bind(
             dialect=dialect,
             http=http,
@@ -228,6 +251,10 @@ class ApiClient(abc.ABC, Generic[R]):
             await self._binding.http.aclose()
 
     @property
+    def _telemetry(self) -> Telemetry:
+        return self._binding.http.telemetry
+
+    @property
     def closed(self) -> bool:
         return self._binding.closed or self._binding.http.closed
 
@@ -289,6 +316,7 @@ class ApiClient(abc.ABC, Generic[R]):
             inline=inline,
         )
 
+    @traced_sync("resume")
     def resume(self, job_id: str, *, deadline: float | UseDefault | None = DEFAULT) -> JobHandle[R]:
         """Watch a job submitted earlier (by this process or another); the same job if
         this client watches it already. The first poll goes out at once. Call it from
@@ -300,7 +328,9 @@ class ApiClient(abc.ABC, Generic[R]):
         self._check_open()
         canonical = self._binding.dialect.check_job_id(job_id)
         request = self._binding.dialect.poll_request(canonical)
-        reply = await self._binding.http.request("GET", request.path, params=params)
+        reply = await self._binding.http.request(
+            "GET", request.path, params=params, template=request.template
+        )
         return reply.body
 
     def _fan_out(

@@ -43,6 +43,9 @@ class Request:
     headers: Mapping[str, str] | None = None
     #: True when sending it may start paid work (then it is never blindly re-sent).
     billed: bool = False
+    #: The path's route, for traces and logs (``/v1/jobs/{job_id}``); None: the path
+    #: itself, which then holds no id.
+    template: str | None = None
 
 
 @attrs.frozen

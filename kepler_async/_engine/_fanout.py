@@ -27,6 +27,7 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
+    Sized,
 )
 from typing import Any, Generic, TypeVar
 
@@ -44,6 +45,7 @@ from kepler_async._exceptions import (
 from ._binding import Binding
 from ._fanout_plan import FanOutPlan, Outcome
 from ._handle import JobHandle
+from ._progress import BatchProgress, progress_bar
 
 __all__ = ["MAX_THROTTLE_WAIT", "FanOut"]
 
@@ -266,6 +268,16 @@ class _Batch(Generic[I, R]):
 _END = object()
 
 
+def _now() -> float:
+    """The event loop's clock (virtual in tests on virtual time), or, read from code
+    outside the loop (a notebook cell with no ``await``), the monotonic clock the loop
+    reads outside tests."""
+    try:
+        return anyio.current_time()
+    except RuntimeError:
+        return time.monotonic()
+
+
 class FanOut(Generic[O]):
     """What a ``*_many`` verb returns: an async iterator of outcomes, one per input as
     each finishes, and an async context manager (``aclose()`` stops it, as
@@ -302,6 +314,43 @@ class FanOut(Generic[O]):
         self._exhausted = False
         self._started = False
         self._done = False
+        self._total: int | None = len(inputs) if isinstance(inputs, Sized) else None
+        self._counts = {"done": 0, "failed": 0, "not_attempted": 0}
+        self._began: float | None = None
+        self._jobs_before = binding.counters.jobs_started
+
+    def progress(self) -> BatchProgress:
+        """Where the batch stands: outcomes handed out by status, inputs read, billed
+        runs started, time so far and left. Costs the same whatever the batch's size;
+        a progress line or a health endpoint may read it as often as it likes."""
+        counts = self._counts
+        return BatchProgress(
+            total=self._index if self._exhausted else self._total,
+            read=self._index,
+            done=counts["done"],
+            failed=counts["failed"],
+            not_attempted=counts["not_attempted"],
+            cold_runs_started=self._binding.counters.jobs_started - self._jobs_before,
+            elapsed=0.0 if self._began is None else _now() - self._began,
+            waiting_until=self._batch.waiting_until,
+        )
+
+    async def collect(self, *, progress: bool = False) -> list[O]:
+        """Every outcome, in the order they finished; with ``progress=True`` a progress
+        bar (tqdm's, notebook-aware: the ``progress`` extra) shows the batch as it goes."""
+        bar = progress_bar(self._total) if progress else None
+        outcomes: list[O] = []
+        try:
+            async for outcome in self:
+                outcomes.append(outcome)
+                if bar is not None:
+                    now = self.progress()
+                    bar.update(1)
+                    bar.set_postfix(failed=now.failed, cold_runs=now.cold_runs_started)
+        finally:
+            if bar is not None:
+                bar.close()
+        return outcomes
 
     @property
     def waiting_until(self) -> float | None:
@@ -328,14 +377,16 @@ class FanOut(Generic[O]):
         if not self._started:
             self._started = True
             await self._binding.host.started()
+        if self._began is None:
+            self._began = _now()
         batch = self._batch
         while True:
             outcome = batch.pop()
+            if outcome is None:
+                await self._read_inputs()
+                outcome = batch.pop()
             if outcome is not None:
-                return self._convert(outcome)
-            await self._read_inputs()
-            outcome = batch.pop()
-            if outcome is not None:
+                self._counts[outcome.status] += 1
                 return self._convert(outcome)
             if self._exhausted and batch.open_groups == 0:
                 await self.aclose()

@@ -37,13 +37,15 @@ from kepler_async._exceptions import (
     ConfigurationError,
     KeplerError,
     ProtocolError,
-    SubmitUncertain,
     TransportError,
 )
 from kepler_async._policies import RetryPolicy
 from kepler_async._serde import excerpt, parse_json
 
+from ._http_errors import HTTPX_ERRORS, TRANSIENT, map_httpx_error
 from ._secrets import register_secret, scrub_error
+from ._telemetry import Telemetry
+from ._traced import observed
 from .wires import (
     HttpxWire,
     Wire,
@@ -79,70 +81,6 @@ logger = logging.getLogger("kepler_async")
 
 ErrorMapper = Callable[..., APIError]
 
-# Most specific first. The flag says whether the request may have reached the server.
-_TRANSPORT_ERRORS: tuple[tuple[type[Exception], str, bool], ...] = (
-    (httpx.ConnectTimeout, "timed out connecting", False),
-    (httpx.PoolTimeout, "timed out waiting for a free connection", False),
-    (httpx.ReadTimeout, "timed out waiting for the response", True),
-    (httpx.WriteTimeout, "timed out sending the request", True),
-    (httpx.TimeoutException, "timed out", True),
-    (httpx.ConnectError, "could not connect", False),
-    (httpx.ReadError, "the connection failed while reading the response", True),
-    (httpx.WriteError, "the connection failed while sending the request", True),
-    (httpx.CloseError, "the connection failed while closing", True),
-    (httpx.NetworkError, "network error", True),
-    (httpx.ProxyError, "the proxy refused the connection", False),
-    (httpx.UnsupportedProtocol, "unsupported URL scheme", False),
-    (httpx.LocalProtocolError, "the request could not be encoded", False),
-    (httpx.RemoteProtocolError, "the server broke the HTTP protocol or hung up", True),
-    (httpx.TransportError, "transport error", True),
-    (httpx.InvalidURL, "invalid URL", False),
-    (httpx.CookieConflict, "cookie conflict", False),
-    (httpx.StreamError, "stream misuse", False),
-)
-
-# Errors worth trying again: the network or the server may do better next time.
-_TRANSIENT = (
-    httpx.TimeoutException,
-    httpx.NetworkError,
-    httpx.RemoteProtocolError,
-    httpx.ProxyError,
-)
-
-HTTPX_ERRORS: tuple[type[Exception], ...] = (
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    httpx.CookieConflict,
-    httpx.StreamError,
-)
-
-
-def map_httpx_error(error: Exception, *, method: str, path: str, billed: bool) -> KeplerError:
-    """The exception of our tree for an httpx exception (the caller raises it ``from``)."""
-    if isinstance(error, httpx.DecodingError):
-        return ProtocolError(f"{method} {path}: the response body could not be decoded")
-    if isinstance(error, httpx.TooManyRedirects):
-        return ProtocolError(f"{method} {path}: too many redirects")
-    if isinstance(error, httpx.HTTPStatusError):
-        status = error.response.status_code
-        return APIError(f"HTTP {status}", status=status, method=method, path=path)
-    for cls, what, sent in _TRANSPORT_ERRORS:
-        if isinstance(error, cls):
-            detail = str(error)
-            message = f"{what} ({type(error).__name__}{': ' + detail if detail else ''})"
-            if billed and sent:
-                return SubmitUncertain(
-                    message + "; the request may have started billed work, so it was not "
-                    "sent again",
-                    method=method,
-                    path=path,
-                    request_sent=True,
-                )
-            return TransportError(message, method=method, path=path, request_sent=sent)
-    return TransportError(
-        f"unexpected {type(error).__name__}", method=method, path=path, request_sent=True
-    )
-
 
 @attrs.frozen
 class Reply:
@@ -177,6 +115,8 @@ class HttpBoundary:
     _wire: Wire | None = attrs.field(default=None, repr=False)
     _use_wire: bool | None = attrs.field(default=None, init=False)
     _httpx: HttpxWire = attrs.field(init=False, repr=False)
+    #: Traces and metrics of this client's requests (``_telemetry``); off by default.
+    telemetry: Telemetry = attrs.field(factory=Telemetry.off, repr=False)
 
     def __attrs_post_init__(self) -> None:
         register_secret(self._api_key)
@@ -206,6 +146,7 @@ class HttpBoundary:
         rand: Callable[[], float] = random.random,
         http_backend: str = "httpx",
         max_connections: int = DEFAULT_MAX_IN_FLIGHT,
+        telemetry: Telemetry | None = None,
     ) -> HttpBoundary:
         check_http_backend(http_backend)
         custom = http_client is not None or transport is not None
@@ -243,6 +184,7 @@ class HttpBoundary:
             sleep=sleep,
             rand=rand,
             wire=wire,
+            telemetry=telemetry or Telemetry.off(),
         )
 
     @property
@@ -285,11 +227,15 @@ class HttpBoundary:
         billed: bool = False,
         retry: RetryPolicy | None = None,
         max_body: int | None = None,
+        template: str | None = None,
+        trace: object = None,
     ) -> Reply:
         """Send ``method path`` (a path on the base URL, already percent-encoded).
 
         Returns the 2xx ``Reply``; raises from the error tree otherwise. The body is
         read up to ``max_body`` bytes (the boundary's ``max_body`` by default).
+        ``template``: the path's route (``/v1/jobs/{job_id}``), for traces and logs;
+        ``trace``: the context (``Telemetry.capture()``) whose trace the request is in.
         """
         if self._closed:
             raise ClientClosed()
@@ -299,7 +245,7 @@ class HttpBoundary:
         while True:
             try:
                 try:
-                    return await self._send_once(
+                    return await self._attempt(
                         method,
                         path,
                         params=params,
@@ -307,6 +253,9 @@ class HttpBoundary:
                         headers=headers,
                         billed=billed,
                         max_body=limit,
+                        template=template,
+                        trace=trace,
+                        attempt=attempt,
                     )
                 except KeplerError as error:
                     self._scrub(error)
@@ -334,13 +283,36 @@ class HttpBoundary:
     def _retryable(self, error: KeplerError, billed: bool) -> bool:
         if isinstance(error, TransportError):
             cause = error.__cause__
-            transient = isinstance(cause, _TRANSIENT)
+            transient = isinstance(cause, TRANSIENT)
             return transient and not (billed and error.request_sent)
         if isinstance(error, APIError):
             if billed:
                 return self._never_started(error)
             return error.status >= 500
         return False
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        template: str | None,
+        trace: object,
+        attempt: int,
+        **how: Any,
+    ) -> Reply:
+        """One attempt, traced, measured and logged when someone listens."""
+        call = self.telemetry.http_call(method, template, self._base_url + path, attempt, trace)
+        if call is None and not logger.isEnabledFor(logging.DEBUG):
+            return await self._send_once(method, path, **how)
+        return await observed(  # type: ignore[no-any-return]
+            self.telemetry,
+            call,
+            self._send_once(method, path, **how),
+            method,
+            template or path,
+            attempt,
+        )
 
     async def _send_once(
         self,

@@ -11,6 +11,7 @@ usually end (``_adaptive``, learned from the polls that bracket each job's end).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -30,9 +31,12 @@ from kepler_async._policies import RetryPolicy
 
 from ._adaptive import DurationModel
 from ._dialect import Done, Failed, Fetch, Pending, Request
+from ._progress import JobEvent, emit
 from ._record import JobOwner, JobRecord
 
 __all__ = ["DEADLINE_GRACE", "EARLY", "Poller", "deadline_exceeded"]
+
+logger = logging.getLogger("kepler_async")
 
 #: uvloop and friends wake timers up to ~1 ms early; anything due that soon is due now.
 EARLY = 0.001
@@ -107,12 +111,12 @@ class Poller:
                 return
             try:
                 if job.deadline == math.inf:
-                    body = await self._send(owner, request, poll=not fetching)
+                    body = await self._send(owner, job, request, poll=not fetching)
                 else:
                     # A hard stop: an answer that has not come by the deadline (and
                     # its grace), body included, is not waited for.
                     with anyio.move_on_after(job.deadline + DEADLINE_GRACE - now) as scope:
-                        body = await self._send(owner, request, poll=not fetching)
+                        body = await self._send(owner, job, request, poll=not fetching)
                     if scope.cancelled_caught:
                         deadline_exceeded(
                             job,
@@ -192,7 +196,9 @@ class Poller:
         settle(job, error=unknown)
         return False
 
-    async def _send(self, owner: JobOwner, request: Request, *, poll: bool) -> object:
+    async def _send(
+        self, owner: JobOwner, job: JobRecord[Any], request: Request, *, poll: bool
+    ) -> object:
         http = owner.http
         reply = await http.request(
             request.method,
@@ -202,6 +208,8 @@ class Poller:
             billed=request.billed,
             retry=_ONCE,
             max_body=http.max_poll_body if poll else http.max_body,
+            template=request.template,
+            trace=job.trace,
         )
         return reply.body
 
@@ -219,6 +227,22 @@ class Poller:
         assert job.owner is not None
         due = max(now + delay, job.owner.paused_until)
         self._push(job, min(due, job.deadline))
+        telemetry = job.owner.http.telemetry
+        if telemetry.on_event is not None:
+            status = "pending" if error is None else "unreadable"
+            event = JobEvent(
+                kind="polled",
+                api=telemetry.api,
+                job_id=job.job_id,
+                subject=job.subject,
+                status=status,
+                error=error,
+                next_poll_in=due - now,
+            )
+            emit(telemetry.on_event, lambda: event)
+        if logger.isEnabledFor(logging.DEBUG):
+            why = "pending" if error is None else f"not read ({type(error).__name__})"
+            logger.debug("job %s %s; next poll in %.3gs", job.job_id, why, due - now)
 
     def next_delay(self, job: JobRecord[Any], now: float, error: KeplerError | None) -> float:
         owner = job.owner

@@ -87,6 +87,7 @@ class JobRecord(Generic[R]):
         "state",
         "subject",
         "submitted_at",
+        "trace",
     )
 
     def __init__(
@@ -112,6 +113,9 @@ class JobRecord(Generic[R]):
         self.last_error: BaseException | None = None
         self.pending_age = 0.0  # age at the last poll that found the job pending
         self.resumed = False  # resumed jobs have an unknown start: not for learning
+        #: The context of the call that submitted or resumed it: its requests are
+        #: recorded in that call's trace (``_telemetry``).
+        self.trace: object = None
 
     @classmethod
     def finished(

@@ -52,12 +52,14 @@ __all__ = [
 class Flight:
     """One submit in progress, shared by every caller with the same submission key."""
 
-    __slots__ = ("_done", "error", "key", "record", "request", "sent")
+    __slots__ = ("_done", "error", "key", "record", "request", "sent", "trace")
 
-    def __init__(self, request: Request, key: Hashable) -> None:
+    def __init__(self, request: Request, key: Hashable, trace: object = None) -> None:
         self._done = anyio.Event()
         self.request = request
         self.key = key
+        #: The context of the call that started it (``Telemetry.capture``).
+        self.trace = trace
         self.record: JobRecord[Any] | None = None
         self.error: BaseException | None = None
         #: True once the request may be on its way to the API.
@@ -103,6 +105,8 @@ async def send(
                 json=request.json,
                 headers=request.headers,
                 billed=request.billed,
+                template=request.template or request.path,
+                trace=flight.trace,
             )
         except Redirected:  # refused before anything was read: nothing to doubt
             raise

@@ -11,6 +11,7 @@ import anyio
 from kepler_async._constants import DEFAULT_MAX_OUTSTANDING
 from kepler_async._engine._client import ApiClient
 from kepler_async._engine._http import HttpBoundary
+from kepler_async._engine._traced import traced, traced_sync
 from kepler_async._exceptions import NotFound
 from kepler_async._policies import DEFAULT, UseDefault
 
@@ -91,6 +92,7 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
 
     # --- scoring ------------------------------------------------------------------------
 
+    @traced("score", subject="domain")
     async def score(
         self,
         domain: str,
@@ -106,6 +108,7 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         job = await self.submit(domain, force_fresh=force_fresh, deadline=deadline)
         return await job
 
+    @traced("submit", subject="domain")
     async def submit(
         self,
         domain: str,
@@ -145,6 +148,7 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         """``score_many``'s submit: it runs in a task of the engine already."""
         return await self._submit_domain(name, force_fresh, deadline, inline=True)
 
+    @traced_sync("resume", subject="domain")
     def resume(
         self,
         job_id: str,

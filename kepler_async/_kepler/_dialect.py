@@ -144,7 +144,7 @@ class KeplerDialect:
 
     def poll_request(self, job_id: str) -> Request:
         # Every id here passed validate_job_id (a bare UUID): nothing to escape.
-        return Request(method="GET", path=f"/v1/jobs/{job_id}")
+        return Request(method="GET", path=f"/v1/jobs/{job_id}", template="/v1/jobs/{job_id}")
 
     def classify_poll(self, job_id: str, subject: str | None, body: object) -> PollState:
         if isinstance(body, dict) and body.get("status") == "pending":
@@ -167,7 +167,9 @@ class KeplerDialect:
                 path = f"/v1/score/{path_segment(fallback)}"
             else:
                 raise ProtocolError(f"job {job_id} is complete but names no domain or score_url")
-            return Fetch(Request(method="GET", path=path), subject=domain)
+            return Fetch(
+                Request(method="GET", path=path, template="/v1/score/{domain}"), subject=domain
+            )
         if job.status is JobStatus.FAILED:
             reason = None if job.failure_reason is None else str(job.failure_reason)
             return Failed(failure_for(job_id, domain, reason))

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from kepler_async._engine._http import HttpBoundary
 from kepler_async._engine._kit import path_segment
+from kepler_async._engine._traced import traced
 from kepler_async._exceptions import ClientClosed, InvalidInput
 from kepler_async._serde import decode
 
@@ -45,27 +46,39 @@ class KeplerEndpoints(abc.ABC):
             raise ClientClosed("this client is closed; create a new one")
 
     async def _get(
-        self, path: str, cls: type[T], params: Mapping[str, str | int] | None = None
+        self,
+        path: str,
+        cls: type[T],
+        params: Mapping[str, str | int] | None = None,
+        *,
+        template: str | None = None,
     ) -> T:
         self._check_open()
-        reply = await self._http.request("GET", path, params=params)
+        reply = await self._http.request("GET", path, params=params, template=template or path)
         return decode(cls, reply.body, what=f"GET {path}")
 
     # --- plain endpoints ---------------------------------------------------------------
 
+    @traced("get_score", subject="domain")
     async def get_score(self, domain: str) -> Score:
         """The latest stored score for ``domain``, whatever its age. Never starts a run.
 
         Raises ``NotFound`` if the domain was never scored.
         """
         name = normalize_domain(domain)
-        return await self._get(f"/v1/score/{path_segment(name)}", Score)
+        return await self._get(
+            f"/v1/score/{path_segment(name)}", Score, template="/v1/score/{domain}"
+        )
 
+    @traced("get_job")
     async def get_job(self, job_id: str) -> KeplerJob:
         """One look at a cold job (``GET /v1/jobs/{job_id}``)."""
         canonical = validate_job_id(job_id)
-        return await self._get(f"/v1/jobs/{path_segment(canonical)}", KeplerJob)
+        return await self._get(
+            f"/v1/jobs/{path_segment(canonical)}", KeplerJob, template="/v1/jobs/{job_id}"
+        )
 
+    @traced("history", subject="domain")
     async def history(
         self, domain: str, *, limit: int | None = None, cursor: str | None = None
     ) -> HistoryPage:
@@ -78,7 +91,12 @@ class KeplerEndpoints(abc.ABC):
             if not isinstance(cursor, str) or not cursor:
                 raise InvalidInput("cursor must be a non-empty string", value=repr(cursor)[:100])
             params["cursor"] = cursor
-        return await self._get(f"/v1/score/{path_segment(name)}/history", HistoryPage, params)
+        return await self._get(
+            f"/v1/score/{path_segment(name)}/history",
+            HistoryPage,
+            params,
+            template="/v1/score/{domain}/history",
+        )
 
     async def iter_history(
         self,
@@ -104,20 +122,32 @@ class KeplerEndpoints(abc.ABC):
                 return
             cursor = page.next_cursor
 
+    @traced("cohort", subject="domain")
     async def cohort(self, domain: str) -> Cohort:
         """How ``domain`` ranks against peers of its sector, geography and profile."""
         name = normalize_domain(domain)
-        return await self._get(f"/v1/company/{path_segment(name)}/cohort", Cohort)
+        return await self._get(
+            f"/v1/company/{path_segment(name)}/cohort",
+            Cohort,
+            template="/v1/company/{domain}/cohort",
+        )
 
+    @traced("confidence", subject="domain")
     async def confidence(self, domain: str) -> Confidence:
         """How much of ``domain``'s score rests on real data."""
         name = normalize_domain(domain)
-        return await self._get(f"/v1/company/{path_segment(name)}/confidence", Confidence)
+        return await self._get(
+            f"/v1/company/{path_segment(name)}/confidence",
+            Confidence,
+            template="/v1/company/{domain}/confidence",
+        )
 
+    @traced("distribution")
     async def distribution(self) -> Distribution:
         """Score histograms over the whole scored universe."""
         return await self._get("/v1/distribution", Distribution)
 
+    @traced("movers")
     async def movers(self, window: MoversWindow | str = MoversWindow.DAYS_30) -> Movers:
         """Top 20 gainers and decliners over ``window`` (``7d``, ``30d`` or ``90d``)."""
         try:
@@ -129,10 +159,12 @@ class KeplerEndpoints(abc.ABC):
             ) from None
         return await self._get("/v1/movers", Movers, {"window": value})
 
+    @traced("signals")
     async def signals(self) -> SignalsManifest:
         """The manifest of the signals the engine scores."""
         return await self._get("/v1/signals", SignalsManifest)
 
+    @traced("usage")
     async def usage(self) -> Usage:
         """This month's usage counters and plan limits (reading them is free)."""
         return await self._get("/v1/usage", Usage)

@@ -113,13 +113,6 @@ def _room(console: Console, total: int) -> int:
     return max(20, console.width - others - 5)  # one space between columns
 
 
-def _eta(tally: Tally, elapsed: float) -> str:
-    if not tally.finished or tally.finished >= tally.total:
-        return "-"
-    seconds = elapsed / tally.finished * (tally.total - tally.finished)
-    return f"{seconds:.0f}s"
-
-
 async def run_batch(
     kepler: AsyncKepler,
     items: list[InputLine],
@@ -147,20 +140,20 @@ async def run_batch(
 
     def refresh() -> None:
         stats = kepler.statistics()
-        tally.waiting_until = batch.waiting_until if batch is not None else None
         tally.polls = stats.polls_sent
-        tally.cold_runs = stats.jobs_started
         tally.from_journal = stats.from_journal
         tally.resumed = stats.resumed_from_journal
         tally.polls_per_job = stats.polls_per_finished_job
         tally.elapsed = time.monotonic() - start
+        if batch is None:
+            return
+        now = batch.progress()  # the batch's own account, through the public API
+        tally.scored, tally.failed, tally.not_attempted = now.done, now.failed, now.not_attempted
+        tally.waiting_until = now.waiting_until
+        tally.cold_runs = now.cold_runs_started
         if progress is not None and task is not None:
-            progress.update(
-                task,
-                completed=tally.finished,
-                description=tally.line(room),
-                eta=_eta(tally, tally.elapsed),
-            )
+            eta = "-" if now.eta is None or not now.pending else f"{now.eta:.0f}s"
+            progress.update(task, completed=now.finished, description=tally.line(room), eta=eta)
 
     async def tick() -> None:
         while True:

@@ -26,6 +26,7 @@ from kepler_async._engine._kit import (
 )
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._spec import ApiSpec
+from kepler_async._engine._traced import traced
 from kepler_async._exceptions import InvalidInput, JobFailed, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import OpenEnum as _OpenEnum
@@ -151,7 +152,9 @@ class DeepidvDialect(DialectDefaults):
         return check_opaque_id("deepidv", job_id)
 
     def poll_request(self, job_id: str) -> Request:
-        return Request(method="GET", path=JOB_PATH + _segment(job_id))
+        return Request(
+            method="GET", path=JOB_PATH + _segment(job_id), template=JOB_PATH + "{job_id}"
+        )
 
     def decode_job(self, body: object) -> DeepidvJob:
         if not isinstance(body, dict):
@@ -273,6 +276,7 @@ class AsyncDeepidv(ApiClient[AdverseMediaResult]):
         """Submit again: the same idempotency key gives back the same job, if any."""
         return None
 
+    @traced("submit_adverse_media")
     async def submit_adverse_media(
         self,
         *,
@@ -298,6 +302,7 @@ class AsyncDeepidv(ApiClient[AdverseMediaResult]):
         )
         return handle
 
+    @traced("screen_adverse_media")
     async def screen_adverse_media(
         self,
         *,
@@ -354,6 +359,7 @@ class AsyncDeepidv(ApiClient[AdverseMediaResult]):
             wait_for_budget=wait_for_budget,
         )
 
+    @traced("get_job")
     async def get_job(self, job_id: str) -> DeepidvJob:
         """One look at a job."""
         return DeepidvDialect().decode_job(await self._job_body(job_id))

@@ -23,6 +23,7 @@ from kepler_async._engine._kit import (
 )
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._spec import ApiSpec
+from kepler_async._engine._traced import traced
 from kepler_async._exceptions import InvalidInput, JobFailed, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import decode
@@ -197,7 +198,9 @@ class MidLyrDialect(DialectDefaults):
         return check_opaque_id("midlyr", job_id)
 
     def poll_request(self, job_id: str) -> Request:
-        return Request(method="GET", path=JOB_PATH + _segment(job_id))
+        return Request(
+            method="GET", path=JOB_PATH + _segment(job_id), template=JOB_PATH + "{job_id}"
+        )
 
     def decode_job(self, body: object) -> MidLyrJob:
         if not isinstance(body, dict):
@@ -255,6 +258,7 @@ class AsyncMidLyr(ApiClient[MidLyrResult]):
     def _make_dialect(self, base_url: str) -> MidLyrDialect:
         return MidLyrDialect()
 
+    @traced("submit_screen")
     async def submit_screen(
         self,
         text: str,
@@ -274,6 +278,7 @@ class AsyncMidLyr(ApiClient[MidLyrResult]):
         )
         return handle
 
+    @traced("screen")
     async def screen(
         self,
         text: str,
@@ -325,5 +330,6 @@ class AsyncMidLyr(ApiClient[MidLyrResult]):
             wait_for_budget=wait_for_budget,
         )
 
+    @traced("get_job")
     async def get_job(self, job_id: str) -> MidLyrJob:
         return MidLyrDialect().decode_job(await self._job_body(job_id))

@@ -22,6 +22,7 @@ from kepler_async._engine._kit import (
 )
 from kepler_async._engine._kit import path_segment as _segment
 from kepler_async._engine._spec import ApiSpec
+from kepler_async._engine._traced import traced
 from kepler_async._exceptions import InvalidInput, JobFailed, KeplerError, ProtocolError
 from kepler_async._policies import DEFAULT, PollPolicy, UseDefault
 from kepler_async._serde import OpenEnum as _OpenEnum
@@ -179,7 +180,9 @@ class ParseTxDialect(DialectDefaults):
         return check_uuid_id(job_id, vendor="parsetx")
 
     def poll_request(self, job_id: str) -> Request:
-        return Request(method="GET", path=JOB_PATH + _segment(job_id))
+        return Request(
+            method="GET", path=JOB_PATH + _segment(job_id), template=JOB_PATH + "{job_id}"
+        )
 
     def decode_job(self, body: object) -> EnrichJob:
         return decode(EnrichJob, body, what="parsetx job")
@@ -251,6 +254,7 @@ class AsyncParseTx(ApiClient[EnrichResult]):
     def _make_dialect(self, base_url: str) -> ParseTxDialect:
         return ParseTxDialect()
 
+    @traced("submit_enrich")
     async def submit_enrich(
         self,
         transactions: Sequence[str],
@@ -269,6 +273,7 @@ class AsyncParseTx(ApiClient[EnrichResult]):
         )
         return handle
 
+    @traced("enrich")
     async def enrich(
         self,
         transactions: Sequence[str],
@@ -318,5 +323,6 @@ class AsyncParseTx(ApiClient[EnrichResult]):
             wait_for_budget=wait_for_budget,
         )
 
+    @traced("get_job")
     async def get_job(self, job_id: str) -> EnrichJob:
         return ParseTxDialect().decode_job(await self._job_body(job_id))
