@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from json import loads as json_loads
 from typing import Any
 
@@ -245,7 +245,7 @@ class HttpBoundary:
         while True:
             try:
                 try:
-                    return await self._attempt(
+                    sending = self._send_once(
                         method,
                         path,
                         params=params,
@@ -253,10 +253,10 @@ class HttpBoundary:
                         headers=headers,
                         billed=billed,
                         max_body=limit,
-                        template=template,
-                        trace=trace,
-                        attempt=attempt,
                     )
+                    if self.telemetry.enabled or logger.isEnabledFor(logging.DEBUG):
+                        sending = self._observed(sending, method, path, template, trace, attempt)
+                    return await sending
                 except KeplerError as error:
                     self._scrub(error)
                     raise
@@ -291,28 +291,20 @@ class HttpBoundary:
             return error.status >= 500
         return False
 
-    async def _attempt(
+    def _observed(
         self,
+        sending: Coroutine[Any, Any, Reply],
         method: str,
         path: str,
-        *,
         template: str | None,
         trace: object,
         attempt: int,
-        **how: Any,
-    ) -> Reply:
-        """One attempt, traced, measured and logged when someone listens."""
+    ) -> Coroutine[Any, Any, Reply]:
+        """``sending``, traced, measured and logged if anyone listens."""
         call = self.telemetry.http_call(method, template, self._base_url + path, attempt, trace)
         if call is None and not logger.isEnabledFor(logging.DEBUG):
-            return await self._send_once(method, path, **how)
-        return await observed(  # type: ignore[no-any-return]
-            self.telemetry,
-            call,
-            self._send_once(method, path, **how),
-            method,
-            template or path,
-            attempt,
-        )
+            return sending
+        return observed(self.telemetry, call, sending, method, template or path, attempt)
 
     async def _send_once(
         self,

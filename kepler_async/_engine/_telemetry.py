@@ -48,6 +48,8 @@ __all__ = ["METRICS", "TELEMETRY_ENV", "HttpCall", "Telemetry", "outcome_of"]
 logger = logging.getLogger("kepler_async")
 
 TELEMETRY_ENV = "KEPLER_ASYNC_TELEMETRY"
+#: How long a look at the global providers holds (seconds; ``Telemetry._look``).
+LOOK_EVERY = 1.0
 _OFF = frozenset({"0", "off", "false", "no", "none"})
 
 #: The semantic conventions' buckets for HTTP client durations (seconds).
@@ -141,6 +143,8 @@ class Telemetry:
         if not self.enabled:
             return
         self._silent_tracers, self._silent_meters = _silent_providers()
+        self._tracing = self._metering = False
+        self._look_again_at = 0.0
         self._tracer = otel_trace.get_tracer("kepler_async", __version__)
         meter = otel_metrics.get_meter("kepler_async", __version__)
         self._http_duration = meter.create_histogram(
@@ -190,15 +194,27 @@ class Telemetry:
 
     def tracing(self) -> bool:
         """True when spans go somewhere (a tracer provider is set)."""
-        return self.enabled and not isinstance(
-            otel_trace.get_tracer_provider(), self._silent_tracers
-        )
+        if not self.enabled:
+            return False
+        if time.monotonic() >= self._look_again_at:
+            self._look()
+        return self._tracing
 
     def metering(self) -> bool:
         """True when measurements go somewhere (a meter provider is set)."""
-        return self.enabled and not isinstance(
-            otel_metrics.get_meter_provider(), self._silent_meters
-        )
+        if not self.enabled:
+            return False
+        if time.monotonic() >= self._look_again_at:
+            self._look()
+        return self._metering
+
+    def _look(self) -> None:
+        """See which providers are set. Asking costs a few microseconds (the API reads
+        the environment each time), so the answer is kept for ``LOOK_EVERY`` seconds: a
+        provider set while clients run is used within that time."""
+        self._tracing = not isinstance(otel_trace.get_tracer_provider(), self._silent_tracers)
+        self._metering = not isinstance(otel_metrics.get_meter_provider(), self._silent_meters)
+        self._look_again_at = time.monotonic() + LOOK_EVERY
 
     # --- public calls ------------------------------------------------------------------
 

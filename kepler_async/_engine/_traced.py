@@ -147,7 +147,7 @@ def traced(
         @functools.wraps(method)
         async def call(self: _Traced, /, *args: P.args, **kwargs: P.kwargs) -> T:
             telemetry = self._telemetry
-            if not telemetry.enabled:
+            if not telemetry.tracing():
                 return await method(self, *args, **kwargs)
             with telemetry.operation(name, find(args, kwargs)) as span:
                 result = await method(self, *args, **kwargs)
@@ -171,7 +171,7 @@ def traced_sync(
         @functools.wraps(method)
         def call(self: _Traced, /, *args: P.args, **kwargs: P.kwargs) -> T:
             telemetry = self._telemetry
-            if not telemetry.enabled:
+            if not telemetry.tracing():
                 return method(self, *args, **kwargs)
             with telemetry.operation(name, find(args, kwargs)) as span:
                 result = method(self, *args, **kwargs)
