@@ -69,6 +69,8 @@ class _Group(Generic[I]):
     members: list[tuple[int, object]]
     template: Outcome[Any] | None = None
     job_id: str | None = None
+    #: Its span, when traced (``Telemetry.start_item``).
+    span: Any = None
 
 
 def _clock_time(at: float) -> str:
@@ -124,6 +126,9 @@ class _Batch(Generic[I, R]):
         if group.template is not None:
             return
         group.template = template
+        self._binding.http.telemetry.end_item(
+            group.span, template.status, template.error, template.job_id
+        )
         for index, raw in group.members:
             self._emit(attrs.evolve(template, index=index, input=raw))
         self.open_groups -= 1
@@ -164,6 +169,7 @@ class _Batch(Generic[I, R]):
             )
             return
         group = _Group(key, item, [(index, raw)])
+        group.span = self._binding.http.telemetry.start_item(key)
         self._groups[key] = group
         self.open_groups += 1
         self._room -= 1
@@ -180,7 +186,8 @@ class _Batch(Generic[I, R]):
                 self._finish(group, skipped)
                 return
             try:
-                handle = await self._plan.submit(group.key, group.item, self._deadline)
+                with self._binding.http.telemetry.current(group.span):
+                    handle = await self._plan.submit(group.key, group.item, self._deadline)
             except KeplerError as error:
                 if isinstance(error, RateLimited) and self._plan.stops(error) is None:
                     pause = self._pause(error, waited)

@@ -249,6 +249,43 @@ class Telemetry:
         finally:
             _IN_OPERATION.reset(token)
 
+    # --- fan-out items ---------------------------------------------------------------
+
+    def start_item(self, key: str | None) -> Any:
+        """A span for one fan-out input (its group, inputs with its key), under the
+        caller's current span; ended by ``end_item``. None when nothing is traced."""
+        if not self.tracing():
+            return None
+        attributes: dict[str, Any] = {"kepler_async.api": self.api}
+        if key is not None and self.subjects:
+            attributes["kepler_async.subject"] = key
+        return self._tracer.start_span(
+            f"{self.api} fan-out item", kind=otel_trace.SpanKind.INTERNAL, attributes=attributes
+        )
+
+    @contextlib.contextmanager
+    def current(self, span: Any) -> Iterator[None]:
+        """``span`` as the current span for the block (the item's submit)."""
+        if span is None:
+            yield
+            return
+        with otel_trace.use_span(span, end_on_exit=False):
+            yield
+
+    def end_item(
+        self, span: Any, status: str, error: BaseException | None, job_id: str | None
+    ) -> None:
+        if span is None:
+            return
+        span.set_attribute("kepler_async.outcome", status)
+        if job_id is not None:
+            span.set_attribute("kepler_async.job_id", job_id)
+        if error is not None:
+            span.set_attribute("error.type", type(error).__qualname__)
+            if status == "failed":
+                span.set_status(otel_trace.StatusCode.ERROR, self._clean(str(error))[:200])
+        span.end()
+
     def capture(self) -> Any:
         """The caller's context, to record a job's later requests in its trace."""
         return otel_context.get_current() if self.tracing() else None

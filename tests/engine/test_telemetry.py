@@ -173,6 +173,36 @@ async def test_a_key_a_hostile_server_echoes_stays_out_of_the_spans(recorded: Re
     assert all(x.headers["x-api-key"] == LIVE_KEY for x in server.requests)  # it was sent
 
 
+async def test_each_fan_out_input_has_a_span_with_its_requests_under_it(
+    recorded: Recorded,
+) -> None:
+    sim = cold_sim()
+    sim.script("ramp.com", duration=30)
+    sim.seed_score("stripe.com", age=60)
+    domains = ["plaid.com", "ramp.com", "stripe.com", "PLAID.com", "not a domain"]
+    async with virtual_time(), simulated_client(sim) as kepler:
+        outcomes = await kepler.score_many(domains).collect()
+    assert sorted(o.status for o in outcomes) == ["failed", "scored", "scored", "scored", "scored"]
+    spans = recorded.spans()
+    items = {
+        dict(s.attributes or {})["kepler_async.subject"]: s
+        for s in spans
+        if s.name == "kepler fan-out item"
+    }
+    assert set(items) == {"plaid.com", "ramp.com", "stripe.com"}  # PLAID.com shares plaid.com's
+    by_parent: dict[int, list[str]] = {}
+    for span in spans:
+        if span.parent is not None:
+            by_parent.setdefault(span.parent.span_id, []).append(span.name)
+    plaid = items["plaid.com"]
+    assert dict(plaid.attributes or {})["kepler_async.outcome"] == "done"
+    assert dict(plaid.attributes or {})["kepler_async.job_id"] in sim.jobs
+    under_plaid = by_parent[plaid.context.span_id]
+    assert under_plaid[0] == "POST /v1/score"
+    assert "GET /v1/jobs/{job_id}" in under_plaid
+    assert by_parent[items["stripe.com"].context.span_id] == ["POST /v1/score"]  # cached
+
+
 def test_with_no_provider_set_nothing_is_recorded_or_built() -> None:
     telemetry = Telemetry("kepler", "https://api.example.com")
     assert telemetry.enabled  # installed, not turned off
