@@ -268,6 +268,7 @@ class Binding(Generic[R]):
             record = JobRecord(state.job_id, state.subject or subject, self)
             record.key = key
             record.trace = flight.trace
+            record.billed = True
             self.counters.jobs_started += 1
             telemetry.job_started(state.job_id, record.subject, flight.trace)
             self._watch(record, deadline, first_poll_now=False)

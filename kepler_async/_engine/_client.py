@@ -34,7 +34,7 @@ from ._binding import Binding
 from ._dialect import Dialect, Request
 from ._engine import CLOSE_BOUND, EngineState, JobEngine
 from ._fanout import FanOut
-from ._fanout_plan import FanOutPlan, Outcome, check_fan_out
+from ._fanout_plan import FanOutPlan, Outcome, check_cap, check_fan_out
 from ._handle import JobHandle
 from ._http import DEFAULT_MAX_BODY, DEFAULT_MAX_POLL_BODY, HttpBoundary
 from ._progress import JobEvent
@@ -345,6 +345,7 @@ class ApiClient(abc.ABC, Generic[R]):
         max_outstanding: int,
         deadline: float | UseDefault | None,
         wait_for_budget: bool,
+        max_cold_runs: int | None = None,
     ) -> B:
         """A fan-out of ``inputs`` through this client (every ``*_many`` verb; ``noun``
         names its inputs in messages)."""
@@ -358,4 +359,5 @@ class ApiClient(abc.ABC, Generic[R]):
             max_outstanding=limit,
             deadline=self._deadline(deadline),
             wait_for_budget=bool(wait_for_budget),
+            max_cold_runs=check_cap(max_cold_runs),
         )

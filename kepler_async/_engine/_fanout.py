@@ -40,9 +40,11 @@ from kepler_async._exceptions import (
     ClientClosed,
     KeplerError,
     RateLimited,
+    SubmitUncertain,
 )
 
 from ._binding import Binding
+from ._cap import ColdCap
 from ._fanout_plan import FanOutPlan, Outcome
 from ._handle import JobHandle
 from ._progress import BatchProgress, progress_bar
@@ -88,12 +90,14 @@ class _Batch(Generic[I, R]):
         max_outstanding: int,
         deadline: float | None,
         wait_for_budget: bool,
+        max_cold_runs: int | None = None,
     ) -> None:
         self._binding = binding
         self._plan = plan
         self._deadline = deadline
         self._wait_for_budget = wait_for_budget
         self._room = max_outstanding
+        self.cap = ColdCap(max_cold_runs)
         self.ready: collections.deque[Outcome[R]] = collections.deque()
         self._wake: anyio.Event | None = None
         self._groups: dict[str, _Group[I]] = {}
@@ -185,10 +189,15 @@ class _Batch(Generic[I, R]):
                 skipped = attrs.evolve(base, status="not_attempted", reason=self._stop_reason)
                 self._finish(group, skipped)
                 return
+            if not await self.cap.take():
+                reason = f"not submitted: {self.cap.reached}"
+                self._finish(group, attrs.evolve(base, status="not_attempted", reason=reason))
+                return
             try:
                 with self._binding.http.telemetry.current(group.span):
                     handle = await self._plan.submit(group.key, group.item, self._deadline)
             except KeplerError as error:
+                self.cap.answered(billed=isinstance(error, SubmitUncertain))  # in doubt: paid
                 if isinstance(error, RateLimited) and self._plan.stops(error) is None:
                     pause = self._pause(error, waited)
                     if pause is not None:  # wait it out, then submit again
@@ -203,6 +212,7 @@ class _Batch(Generic[I, R]):
                 self._stopped_by(error)
                 self._finish(group, attrs.evolve(base, error=error))
                 return
+            self.cap.answered(billed=handle._record.billed)
             break
         group.job_id = handle.job_id
         handle.add_done_callback(lambda done: self._finish(group, self._ended(base, done)))
@@ -300,6 +310,7 @@ class FanOut(Generic[O]):
         max_outstanding: int,
         deadline: float | None,
         wait_for_budget: bool = False,
+        max_cold_runs: int | None = None,
     ) -> None:
         self._binding = binding
         self._convert = convert
@@ -309,6 +320,7 @@ class FanOut(Generic[O]):
             max_outstanding=max_outstanding,
             deadline=deadline,
             wait_for_budget=wait_for_budget,
+            max_cold_runs=max_cold_runs,
         )
         self._unsubscribe = binding.on_close(self._batch.close)
         if isinstance(inputs, AsyncIterable):
@@ -324,7 +336,6 @@ class FanOut(Generic[O]):
         self._total: int | None = len(inputs) if isinstance(inputs, Sized) else None
         self._counts = {"done": 0, "failed": 0, "not_attempted": 0}
         self._began: float | None = None
-        self._jobs_before = binding.counters.jobs_started
 
     def progress(self) -> BatchProgress:
         """Where the batch stands: outcomes handed out by status, inputs read, billed
@@ -337,7 +348,8 @@ class FanOut(Generic[O]):
             done=counts["done"],
             failed=counts["failed"],
             not_attempted=counts["not_attempted"],
-            cold_runs_started=self._binding.counters.jobs_started - self._jobs_before,
+            cold_runs_started=self._batch.cap.billed,
+            max_cold_runs=self._batch.cap.limit,
             elapsed=0.0 if self._began is None else _now() - self._began,
             waiting_until=self._batch.waiting_until,
         )

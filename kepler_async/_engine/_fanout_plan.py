@@ -102,3 +102,14 @@ def check_fan_out(inputs: object, max_outstanding: object, verb: str, noun: str)
     if max_outstanding < 1:
         raise ConfigurationError(f"max_outstanding must be >= 1, got {max_outstanding}")
     return max_outstanding
+
+
+def check_cap(max_cold_runs: object) -> int | None:
+    """Refuse a ``max_cold_runs`` that is not None or a whole number >= 0."""
+    if max_cold_runs is None:
+        return None
+    if isinstance(max_cold_runs, bool) or not isinstance(max_cold_runs, int):
+        raise ConfigurationError("max_cold_runs must be None or an integer")
+    if max_cold_runs < 0:
+        raise ConfigurationError(f"max_cold_runs must be >= 0, got {max_cold_runs}")
+    return max_cold_runs

@@ -69,13 +69,16 @@ class BatchProgress:
     done: int
     failed: int
     not_attempted: int
-    #: Jobs the client started (billed runs, for Kepler) since the batch began.
+    #: Jobs this batch's submits started (billed runs, for Kepler; a submit in doubt
+    #: counts), whoever else uses the client.
     cold_runs_started: int
     #: Seconds since the batch was first iterated.
     elapsed: float
     #: While submits wait for a limit on paid work (``wait_for_budget``): when it
     #: lifts (``time.time()``); otherwise None.
     waiting_until: float | None = None
+    #: The batch's cap on billed runs (``max_cold_runs``), if any.
+    max_cold_runs: int | None = None
 
     @property
     def finished(self) -> int:

@@ -71,6 +71,7 @@ class JobRecord(Generic[R]):
 
     __slots__ = (
         "attempt",
+        "billed",
         "callbacks",
         "deadline",
         "due",
@@ -116,6 +117,9 @@ class JobRecord(Generic[R]):
         #: The context of the call that submitted or resumed it: its requests are
         #: recorded in that call's trace (``_telemetry``).
         self.trace: object = None
+        #: True when the API accepted this job's submit here (a 202: a run that is
+        #: paid for); False for a result at once, and a job resumed or replayed.
+        self.billed = False
 
     @classmethod
     def finished(

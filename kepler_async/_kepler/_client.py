@@ -175,6 +175,7 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         force_fresh: bool = False,
         deadline: float | UseDefault | None = DEFAULT,
         wait_for_budget: bool = False,
+        max_cold_runs: int | None = None,
     ) -> ScoreBatch:
         """Score many domains; yield one ``ScoreOutcome`` per input as they finish.
 
@@ -187,6 +188,14 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         nothing more is submitted. Bad domains come out as ``InvalidDomain`` failures.
         Closing the client ends the batch: unfinished inputs fail with
         ``ClientClosed`` (with their job ids).
+
+        ``max_cold_runs=N`` starts at most N billed cold runs (202 answers) in this
+        batch: inputs past the cap end ``not_attempted``, with a reason that names
+        it. Cached answers (200) do not count; a submit in flight counts until its
+        answer says it was cached, and one in doubt (``SubmitUncertain``) counts as
+        billed, so the cap holds however many submits run at once. The cap is per
+        batch: two batches (or two processes) each have their own.
+        ``batch.progress().cold_runs_started`` says how many it started.
         """
         return self._fan_out(
             ScoreBatch,
@@ -198,4 +207,5 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
             max_outstanding=max_outstanding,
             deadline=deadline,
             wait_for_budget=wait_for_budget,
+            max_cold_runs=max_cold_runs,
         )

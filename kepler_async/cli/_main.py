@@ -116,6 +116,14 @@ def main() -> None:
     "for it to lift instead of reporting the rest as not attempted.",
 )
 @click.option(
+    "--max-cold",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Start at most N billed cold runs in this run; the inputs past the cap are "
+    "reported as not attempted (cached scores do not count).",
+)
+@click.option(
     "--api-key",
     metavar="KEY",
     envvar="KEPLER_API_KEY",
@@ -139,6 +147,7 @@ def score(
     base_url: str | None,
     poll_scale: float,
     wait_for_budget: bool,
+    max_cold: int | None,
     api_key: str | None,
     api_key_file: str | None,
     quiet: bool,
@@ -184,6 +193,7 @@ def score(
                     deadline=deadline,
                     console=live,
                     wait_for_budget=wait_for_budget,
+                    max_cold_runs=max_cold,
                 )
         finally:
             if store is not None:

@@ -38,6 +38,8 @@ class Tally:
     #: Inputs the journal answered (an earlier run scored them) / jobs it resumed.
     from_journal: int = 0
     resumed: int = 0
+    #: The run's cap on billed runs (--max-cold), if any.
+    cap: int | None = None
     polls: int = 0
     polls_per_job: float = 0.0
     elapsed: float = 0.0
@@ -71,6 +73,8 @@ class Tally:
             (1 if self.not_attempted else 4, f"not attempted {self.not_attempted}"),
             (2, f"polls {self.polls}"),
         ]
+        if self.cap is not None:
+            parts.insert(1, (1, f"cold {self.cold_runs}/{self.cap}"))
         if self.waiting_until is not None:
             lifts = time.strftime("%H:%M", time.localtime(self.waiting_until))
             parts.append((0, f"waiting for cold budget until {lifts}"))
@@ -122,6 +126,7 @@ async def run_batch(
     deadline: float | None,
     console: Console | None,
     wait_for_budget: bool = False,
+    max_cold_runs: int | None = None,
 ) -> Tally:
     """Score every input through ``score_many``; one row per input, as they finish.
 
@@ -151,6 +156,7 @@ async def run_batch(
         tally.scored, tally.failed, tally.not_attempted = now.done, now.failed, now.not_attempted
         tally.waiting_until = now.waiting_until
         tally.cold_runs = now.cold_runs_started
+        tally.cap = now.max_cold_runs
         if progress is not None and task is not None:
             eta = "-" if now.eta is None or not now.pending else f"{now.eta:.0f}s"
             progress.update(task, completed=now.finished, description=tally.line(room), eta=eta)
@@ -168,6 +174,7 @@ async def run_batch(
                 max_outstanding=max_outstanding,
                 deadline=deadline,
                 wait_for_budget=wait_for_budget,
+                max_cold_runs=max_cold_runs,
             )
             async for outcome in batch:
                 if not writer.write(
@@ -201,7 +208,8 @@ def print_summary(tally: Tally, console: Console) -> None:
         table.add_row("from the journal, done before", str(tally.from_journal))
     if tally.resumed:
         table.add_row("resumed from the journal (pending)", str(tally.resumed))
-    table.add_row("cold runs started", str(tally.cold_runs))
+    started = str(tally.cold_runs) if tally.cap is None else f"{tally.cold_runs} of {tally.cap}"
+    table.add_row("cold runs started", started)
     table.add_row("polls per finished job", f"{tally.polls_per_job:.1f}")
     table.add_row("elapsed", f"{tally.elapsed:.1f}s")
     console.print(table)

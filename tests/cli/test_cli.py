@@ -386,6 +386,28 @@ def test_a_cold_limit_reports_the_rest_not_attempted_with_when_it_lifts(
     assert all("lifts at" in reason for reason in reasons), reasons
 
 
+def test_max_cold_caps_the_billed_runs_and_says_so(runner: CliRunner, tmp_path: Path) -> None:
+    sim = KeplerSimulator(seed=3, time_scale=0.001, failure_mix={})
+    sim.seed_score("stripe.com", age=60)
+    domains = tmp_path / "domains.txt"
+    domains.write_text("stripe.com\n" + "".join(f"new-{n}.com\n" for n in range(8)))
+    with serve(create_app(sim)) as url:
+        result = runner.invoke(
+            main,
+            [
+                *("score", "-f", str(domains), "--base-url", url, "--poll-scale", "0.001"),
+                *("--max-cold", "3", "--max-outstanding", "1"),
+            ],
+        )
+    assert result.exit_code == 1  # some inputs were not attempted
+    out = rows(result.stdout)
+    assert sim.counters.total_cold_runs == 3
+    assert sorted(str(r["status"]) for r in out) == ["not_attempted"] * 5 + ["scored"] * 4
+    skipped = [str(r["message"]) for r in out if r["status"] == "not_attempted"]
+    assert all("cap of 3 billed runs" in message for message in skipped)
+    assert re.search(r"cold runs started\s*│\s*3 of 3", result.stderr), result.stderr
+
+
 def test_wait_for_budget_waits_the_cold_limit_out(runner: CliRunner) -> None:
     code, out = _limited_run(runner, "--wait-for-budget")
     assert code == 0
