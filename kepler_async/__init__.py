@@ -60,6 +60,7 @@ from kepler_async._kepler._models import (
     Usage,
     XKepler,
 )
+from kepler_async._kepler._plan import BatchPlan
 from kepler_async._logging import configure_from_env as _configure_logging
 
 from ._exceptions import (
@@ -103,6 +104,7 @@ __all__ = [
     "AsyncKepler",
     "AuthenticationError",
     "BadRequest",
+    "BatchPlan",
     "BatchProgress",
     "BucketComparison",
     "Buckets",

@@ -115,6 +115,10 @@ class Binding(Generic[R]):
             self._replay = JournalReplay(self._writer, dialect, in_doubt)
         self.closed = False
 
+    async def journal_result(self, key: str) -> R | None:
+        """The result the journal holds for ``key`` (done there), or None; a read only."""
+        return None if self._replay is None else await self._replay.result_of(key)
+
     async def bind_journal(self) -> None:
         """Refuse, now, a journal made for another API origin or key (``JournalError``)."""
         if self._writer is not None:

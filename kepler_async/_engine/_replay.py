@@ -85,6 +85,15 @@ class JournalReplay:
         claimed, _ = await writer.claim(key, subject, take_over=True)
         return None if claimed else WAIT
 
+    async def result_of(self, key: str) -> Any:
+        """The result the journal holds for ``key`` (done there), or None; a read only."""
+        writer = self.writer
+        await writer.bind()
+        entry = await writer.store.get(writer.api, key)
+        if entry is None or entry.state != "done" or entry.result is None:
+            return None
+        return self.dialect.load_result(entry.result)
+
     def _known(
         self,
         key: str,

@@ -22,6 +22,7 @@ from ._domains import normalize_domain
 from ._endpoints import KeplerEndpoints
 from ._job import ScoreJob
 from ._models import Score
+from ._plan import BatchPlan, make_plan
 
 __all__ = ["AsyncKepler"]
 
@@ -166,6 +167,26 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         job = self._binding.resume(job_id, subject=name, deadline=self._deadline(deadline))
         assert isinstance(job, ScoreJob)
         return job
+
+    @traced("plan")
+    async def plan(self, domains: Iterable[str], *, check_server: bool = False) -> BatchPlan:
+        """What scoring ``domains`` would take, with nothing billed sent: the inputs
+        normalised and deduplicated, the invalid ones, the scores the journal already
+        holds (and their age), how many cold runs could start at most, what
+        ``GET /v1/usage`` (free) says is left this month and the plan's freshness
+        window, and how many hours the per-key limit makes it take.
+
+        ``check_server=True`` also asks ``GET /v1/score/{domain}`` for each domain the
+        journal does not hold, to count those the API would answer from its cache:
+        each such read is a metered cached call.
+        """
+        self._check_open()
+        return await make_plan(
+            list(domains),
+            journal_score=self._binding.journal_result,
+            usage=self.usage,
+            server_score=self.get_score if check_server else None,
+        )
 
     def score_many(
         self,

@@ -21,7 +21,7 @@ from kepler_async._engine.stores import (
     is_dsn,
     masked_dsn,
 )
-from kepler_async._exceptions import ConfigurationError
+from kepler_async._exceptions import ConfigurationError, KeplerError
 from kepler_async._kepler._client import AsyncKepler
 from kepler_async._kepler._dialect import KEPLER_POLICY
 from kepler_async._version import __version__
@@ -408,6 +408,88 @@ def simulate(
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn handles it; quietly
         server.run()
     sys.exit(EXIT_INTERRUPTED)  # it only ends on Ctrl-C or SIGTERM
+
+
+@main.command(short_help="Say what scoring the domains would cost, sending nothing billed.")
+@click.argument("domains", nargs=-1)
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    metavar="FILE",
+    help="Read domains from FILE, as `score` does ('-' for standard input).",
+)
+@click.option("--journal", metavar="PATH|DSN", help="The journal a `score` run would use.")
+@click.option("--base-url", metavar="URL", help="The API's origin (default: the real API's).")
+@click.option(
+    "--check-server",
+    is_flag=True,
+    help="Also look up each domain the journal lacks with GET /v1/score/{domain}, to count "
+    "those the API would serve cached. Each look is a metered cached call.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option(
+    "--api-key",
+    metavar="KEY",
+    envvar="KEPLER_API_KEY",
+    show_envvar=True,
+    help="The API key (default: $KEPLER_API_KEY). It is never printed.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, readable=True),
+    help="Read the API key from this file (its first line).",
+)
+def plan(
+    domains: tuple[str, ...],
+    files: tuple[str, ...],
+    journal: str | None,
+    base_url: str | None,
+    check_server: bool,
+    as_json: bool,
+    api_key: str | None,
+    api_key_file: str | None,
+) -> None:
+    """Read DOMAIN... (and/or --file) as `score` would and say what scoring them would
+    take: invalid and repeated inputs, the scores the journal holds and their age, how
+    many billed cold runs could start at most, what GET /v1/usage (free) says is left
+    this month, the plan's freshness window, and the hours the per-key limit adds.
+    Nothing billed is sent.
+    """
+    from ._plan import dumps, plan_lines
+
+    try:
+        items = read_inputs(domains, files)
+        if not items:
+            raise click.UsageError("give domains as arguments or with --file")
+        key = _read_key(api_key, api_key_file)
+        store = open_journal(journal) if journal else None
+        kepler = AsyncKepler(key, base_url=base_url, journal=store)
+    except (InputError, ConfigurationError) as exc:
+        click.echo(f"kepler-async: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+    async def work() -> Any:
+        try:
+            async with kepler:
+                return await kepler.plan([i.raw for i in items], check_server=check_server)
+        finally:
+            if store is not None:
+                with anyio.move_on_after(5, shield=True):
+                    await store.aclose()
+
+    try:
+        with _notices():
+            found = anyio.run(work)
+    except KeplerError as exc:
+        click.echo(f"kepler-async: {exc}", err=True)
+        sys.exit(EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_SOME_FAILED)
+    if as_json:
+        click.echo(dumps(found))
+    else:
+        for line in plan_lines(found, [(i.line, i.source) for i in items]):
+            click.echo(line)
 
 
 @main.command()
