@@ -152,6 +152,7 @@ class Binding(Generic[R]):
         deadline: float | None,
         journal_key: str | None = None,
         inline: bool = False,
+        max_age: float | None = None,
     ) -> JobHandle[R]:
         """Submit ``request`` once for every concurrent caller (see the module).
 
@@ -173,7 +174,7 @@ class Binding(Generic[R]):
                 break
             if self._replay is not None and journal_key is not None:
                 known = await self._replay.lookup(
-                    journal_key, subject, deadline, until, self._resume_record
+                    journal_key, subject, deadline, until, self._resume_record, max_age
                 )
                 if known is WAIT:
                     self._check_open()
@@ -181,6 +182,7 @@ class Binding(Generic[R]):
                 if isinstance(known, JobRecord):
                     if known.done():
                         self.counters.from_journal += 1
+                        self.http.telemetry.submitted("journal")
                     else:
                         self.counters.resumed_from_journal += 1
                     return self.handle(known, deadline)

@@ -56,6 +56,27 @@ def _byte_limit(name: str, value: object) -> int:
     return value
 
 
+def _backend_for(
+    http_backend: str | None,
+    http_client: httpx.AsyncClient | None,
+    transport: httpx.AsyncBaseTransport | None,
+) -> str | None:
+    """The wire asked for; httpx's when a client or transport of yours is given."""
+    if http_backend is None and (http_client is not None or transport is not None):
+        return "httpx"
+    return http_backend
+
+
+def _cache_age(value: object, journal: JobStore | None) -> float | None:
+    """A checked ``cache_max_age`` (seconds, or None: any age)."""
+    if value is None:
+        return None
+    seconds = check_seconds("cache_max_age", value)
+    if journal is None:
+        raise ConfigurationError("cache_max_age bounds the scores a journal serves: pass journal=")
+    return seconds
+
+
 def _check_http(
     url: str,
     http_client: httpx.AsyncClient | None,
@@ -137,6 +158,7 @@ class ApiClient(abc.ABC, Generic[R]):
         telemetry: bool | None = None,
         telemetry_subjects: bool = True,
         on_event: Callable[[JobEvent], object] | None = None,
+        cache_max_age: float | None = None,
     ) -> None:
         spec = self._spec
         key = spec.resolve_key(api_key)
@@ -145,9 +167,9 @@ class ApiClient(abc.ABC, Generic[R]):
         timeout = check_seconds("timeout", timeout, above=True)
         _check_parts(poll_policy, engine, journal)
         self._resubmit_in_doubt = bool(resubmit_in_doubt)
+        self._cache_max_age = _cache_age(cache_max_age, journal)
         self._owns_engine = engine is None
-        if http_backend is None and (http_client is not None or transport is not None):
-            http_backend = "httpx"  # a client or transport of yours is httpx's
+        http_backend = _backend_for(http_backend, http_client, transport)
         if engine is None:
             engine = _own_engine(max_in_flight, http_backend)
         self._engine = engine
@@ -307,13 +329,16 @@ class ApiClient(abc.ABC, Generic[R]):
         deadline: float | UseDefault | None,
         journal_key: str | None,
         inline: bool = False,
+        fresh: bool = False,
     ) -> Any:
+        """Submit ``request``; ``fresh``: never answered from the journal."""
         return await self._binding.submit(
             request,
             subject=subject,
             deadline=self._deadline(deadline),
             journal_key=journal_key,
             inline=inline,
+            max_age=0.0 if fresh else self._cache_max_age,
         )
 
     @traced_sync("resume")

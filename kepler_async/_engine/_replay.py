@@ -62,9 +62,12 @@ class JournalReplay:
         deadline: float | None,
         until: float,
         resume: Resume,
+        max_age: float | None = None,
     ) -> JobRecord[Any] | object | None:
         """What the journal says of ``key`` (see the module docstring). A journal that
-        cannot be read or written now raises ``JournalUnavailable``: nothing is sent."""
+        cannot be read or written now raises ``JournalUnavailable``: nothing is sent.
+        ``max_age``: a done result older than this many seconds is not served; the key
+        is claimed again and sent (None: any age)."""
         writer = self.writer
         await writer.bind()
         await writer.backlog.flush(key)  # nothing older may overtake the claim
@@ -72,6 +75,10 @@ class JournalReplay:
         if claimed:
             return None
         assert entry is not None
+        if entry.state == "done" and max_age is not None and self._age(entry) > max_age:
+            stale = entry.finished_at
+            claimed, _ = await writer.claim(key, subject, take_over=False, stale_done=stale)
+            return None if claimed else WAIT  # another process refreshed it: look again
         subject = entry.subject or subject
         known = self._known(key, entry, subject, deadline, resume)
         if known is not None:
@@ -84,6 +91,17 @@ class JournalReplay:
                 return record
         claimed, _ = await writer.claim(key, subject, take_over=True)
         return None if claimed else WAIT
+
+    def _age(self, entry: JournalEntry) -> float:
+        """How old a done result is (seconds): by the time the API says it was made,
+        where the dialect can tell (``result_time``), else since it was journaled."""
+        made = None
+        result_time = getattr(self.dialect, "result_time", None)
+        if result_time is not None and entry.result is not None:
+            made = result_time(self.dialect.load_result(entry.result))
+        if made is None:
+            made = entry.finished_at if entry.finished_at is not None else 0.0
+        return time.time() - made
 
     async def result_of(self, key: str) -> Any:
         """The result the journal holds for ``key`` (done there), or None; a read only."""

@@ -63,13 +63,14 @@ class JournalWriter:
     # --- before the request: these must land --------------------------------------------
 
     async def claim(
-        self, key: str, subject: str | None, *, take_over: bool
+        self, key: str, subject: str | None, *, take_over: bool, stale_done: float | None = None
     ) -> tuple[bool, JournalEntry | None]:
         """The store's claim; one that fails leaves a claim it may have written to be
         dropped (now, or once the journal is back, before this key is claimed again)."""
+        extra = {} if stale_done is None else {"stale_done": stale_done}  # stores of old
         try:
             return await self.store.claim(
-                self.api, key, subject=subject, lease=CLAIM_LEASE, take_over=take_over
+                self.api, key, subject=subject, lease=CLAIM_LEASE, take_over=take_over, **extra
             )
         except Exception:
             await self.forget_intent(key)

@@ -139,7 +139,12 @@ class AsyncKepler(ApiClient[Score], KeplerEndpoints):
         """``submit`` for a checked domain (``score_many`` runs it in the engine)."""
         request = self._kepler_dialect.submit_request(name, force_fresh=force_fresh)
         job: ScoreJob = await self._submit(
-            request, subject=name, deadline=deadline, journal_key=name, inline=inline
+            request,
+            subject=name,
+            deadline=deadline,
+            journal_key=name,
+            inline=inline,
+            fresh=force_fresh,
         )
         return job
 

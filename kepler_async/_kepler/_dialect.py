@@ -140,6 +140,11 @@ class KeplerDialect:
             return Done(decode(Score, body, what="POST /v1/score -> 200"))
         raise ProtocolError(f"POST /v1/score: unexpected status {status}")
 
+    def result_time(self, score: Score) -> float:
+        """When the API made ``score`` (its ``scored_at``, seconds since the epoch): a
+        journal's score is as old as that (``cache_max_age``)."""
+        return score.scored_at.timestamp()
+
     # --- poll -----------------------------------------------------------------------
 
     def poll_request(self, job_id: str) -> Request:

@@ -173,9 +173,20 @@ def check_meta(meta: dict[str, str], base_url: str, fingerprint: str, *, where: 
         )
 
 
-def claimable(entry: JournalEntry | None, owner: str, now: float, *, take_over: bool) -> bool:
-    """Whether ``owner`` may claim a key the journal holds as ``entry`` (see ``claim``)."""
+def claimable(
+    entry: JournalEntry | None,
+    owner: str,
+    now: float,
+    *,
+    take_over: bool,
+    stale_done: float | None = None,
+) -> bool:
+    """Whether ``owner`` may claim a key the journal holds as ``entry`` (see ``claim``).
+    ``stale_done``: the ``finished_at`` of a done entry the caller found too old to
+    serve; that entry (and only it, not a newer one) may be claimed again."""
     if entry is None or (entry.state == "failed" and entry.retryable):
+        return True
+    if stale_done is not None and entry.state == "done" and entry.finished_at == stale_done:
         return True
     if entry.state == "claimed" and not entry.claim_is_live(now):
         return True  # its claimant is gone before sending anything: nothing to doubt
@@ -227,7 +238,14 @@ class JobStore(Protocol):
     async def record_uncertain(self, api: str, key: str, *, subject: str | None = None) -> None: ...
 
     async def claim(
-        self, api: str, key: str, *, subject: str | None, lease: float, take_over: bool = False
+        self,
+        api: str,
+        key: str,
+        *,
+        subject: str | None,
+        lease: float,
+        take_over: bool = False,
+        stale_done: float | None = None,
     ) -> tuple[bool, JournalEntry | None]: ...
 
     async def forget_intent(self, api: str, key: str) -> None: ...

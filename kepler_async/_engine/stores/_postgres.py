@@ -229,7 +229,14 @@ class PostgresJobStore:
     # --- claims and writes --------------------------------------------------------------
 
     async def claim(
-        self, api: str, key: str, *, subject: str | None, lease: float, take_over: bool = False
+        self,
+        api: str,
+        key: str,
+        *,
+        subject: str | None,
+        lease: float,
+        take_over: bool = False,
+        stale_done: float | None = None,
     ) -> tuple[bool, JournalEntry | None]:
         """As ``SQLiteJobStore.claim``: atomic across every machine on the database."""
         pool = await self._connect()
@@ -254,7 +261,7 @@ class PostgresJobStore:
                 key,
             )
             entry = entry_from_row(rows[0])
-            if not claimable(entry, self.owner, now, take_over=take_over):
+            if not claimable(entry, self.owner, now, take_over=take_over, stale_done=stale_done):
                 return False, entry
             await conn.execute(
                 f"UPDATE {self._jobs} SET state = 'claimed', "

@@ -229,7 +229,13 @@ class SQLiteJobStore:
         )
 
     def _claim_sync(
-        self, api: str, key: str, subject: str | None, lease: float, take_over: bool
+        self,
+        api: str,
+        key: str,
+        subject: str | None,
+        lease: float,
+        take_over: bool,
+        stale_done: float | None = None,
     ) -> tuple[bool, JournalEntry | None]:
         with self._lock:
             conn = self._open()
@@ -241,7 +247,9 @@ class SQLiteJobStore:
                     ).fetchall()
                     entry = entry_from_row(rows[0]) if rows else None
                     now = time.time()
-                    if not claimable(entry, self.owner, now, take_over=take_over):
+                    if not claimable(
+                        entry, self.owner, now, take_over=take_over, stale_done=stale_done
+                    ):
                         return False, entry
                     conn.execute(
                         "INSERT INTO jobs (api, key, subject, state, submitted_at, owner, "
@@ -263,17 +271,25 @@ class SQLiteJobStore:
                 raise _sqlite_error(self._path, exc) from exc
 
     async def claim(
-        self, api: str, key: str, *, subject: str | None, lease: float, take_over: bool = False
+        self,
+        api: str,
+        key: str,
+        *,
+        subject: str | None,
+        lease: float,
+        take_over: bool = False,
+        stale_done: float | None = None,
     ) -> tuple[bool, JournalEntry | None]:
         """Claim the submit of ``key`` for this process, atomically across processes.
 
         True (and the intent written, held for ``lease`` seconds) when the key is
         free: never submitted, or its job failed in a retryable way (or, with
-        ``take_over``, its submit is in doubt and nobody holds it). Otherwise False
-        and what the journal holds (the caller replays, waits, or applies the
-        in-doubt rule).
+        ``take_over``, its submit is in doubt and nobody holds it; with
+        ``stale_done``, it holds the done result finished then, too old to serve).
+        Otherwise False and what the journal holds (the caller replays, waits, or
+        applies the in-doubt rule).
         """
-        args = (api, key, subject, lease, take_over)
+        args = (api, key, subject, lease, take_over, stale_done)
         if not self._threaded:
             return self._claim_sync(*args)
         return await anyio.to_thread.run_sync(self._claim_sync, *args, abandon_on_cancel=True)
