@@ -116,6 +116,15 @@ def main() -> None:
     "for it to lift instead of reporting the rest as not attempted.",
 )
 @click.option(
+    "--cache-max-age",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="With --journal: take a score from the journal only if it was made within "
+    "SECONDS (by its scored_at); an older one is asked for again. Without it the "
+    "journal's scores are used whatever their age (a rerun pays nothing twice).",
+)
+@click.option(
     "--max-cold",
     type=click.IntRange(min=0),
     default=None,
@@ -147,6 +156,7 @@ def score(
     base_url: str | None,
     poll_scale: float,
     wait_for_budget: bool,
+    cache_max_age: float | None,
     max_cold: int | None,
     api_key: str | None,
     api_key_file: str | None,
@@ -172,6 +182,7 @@ def score(
             base_url=base_url,
             poll_policy=KEPLER_POLICY.scaled(poll_scale),
             journal=store,
+            cache_max_age=cache_max_age,
         )
         stream: IO[str] = open_output(out)
     except (InputError, ConfigurationError) as exc:

@@ -408,6 +408,23 @@ def test_max_cold_caps_the_billed_runs_and_says_so(runner: CliRunner, tmp_path: 
     assert re.search(r"cold runs started\s*│\s*3 of 3", result.stderr), result.stderr
 
 
+def test_cache_max_age_needs_a_journal_and_bounds_what_it_serves(
+    runner: CliRunner, sim_url: str, fast_sim: KeplerSimulator, tmp_path: Path
+) -> None:
+    fast_sim.seed_score("stripe.com", age=60)
+    lone = runner.invoke(
+        main, ["score", "stripe.com", "--base-url", sim_url, "--cache-max-age", "60"]
+    )
+    assert lone.exit_code == 2
+    assert "pass journal=" in lone.stderr or "journal" in lone.stderr
+    journal = str(tmp_path / "run.db")
+    args = ["score", "stripe.com", "--base-url", sim_url, "--journal", journal, "-q"]
+    assert runner.invoke(main, args).exit_code == 0
+    posts = fast_sim.counters.requests["POST /v1/score"]
+    assert runner.invoke(main, [*args, "--cache-max-age", "86400"]).exit_code == 0
+    assert fast_sim.counters.requests["POST /v1/score"] == posts  # from the journal
+
+
 def test_wait_for_budget_waits_the_cold_limit_out(runner: CliRunner) -> None:
     code, out = _limited_run(runner, "--wait-for-budget")
     assert code == 0
