@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 
-from kepler_async import AsyncKepler
+from kepler_async import AsyncKepler, PostgresJobStore, SQLiteJobStore
 from kepler_async._engine.wires import HTTP_BACKEND_ENV
 from kepler_async.testing import (
     LIVE_KEY,
@@ -131,3 +134,31 @@ def postgres() -> Iterator[PostgresServer]:
             yield server
     except Unavailable as why:
         pytest.skip(f"PostgreSQL: {why}")
+
+
+#: Makes a journal store; each call is another process's view of the same journal.
+StoreFactory = Callable[[], Any]
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgres"])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """Stores on one journal: each call is another process's view of it. All are
+    closed after the test."""
+    made: list[Any] = []
+    if request.param == "sqlite":
+        path = tmp_path / "journal.db"
+
+        def make() -> Any:
+            made.append(SQLiteJobStore(path))
+            return made[-1]
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+        prefix = f"t{uuid.uuid4().hex[:12]}_"
+
+        def make() -> Any:
+            made.append(PostgresJobStore(dsn, prefix=prefix))
+            return made[-1]
+
+    yield make
+    for store in made:
+        await store.aclose()

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import anyio
@@ -52,6 +52,22 @@ def main() -> None:
     kepler-async score -f domains.txt --journal run.db -o scores.jsonl
     kepler-async simulate                   a local Kepler API to test against
     """
+
+
+def _key_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--api-key`` and ``--api-key-file``, as every command that calls the API takes."""
+    command = click.option(
+        "--api-key-file",
+        type=click.Path(dir_okay=False, readable=True),
+        help="Read the API key from this file (its first line).",
+    )(command)
+    return click.option(
+        "--api-key",
+        metavar="KEY",
+        envvar="KEPLER_API_KEY",
+        show_envvar=True,
+        help="The API key (default: $KEPLER_API_KEY). It is never printed.",
+    )(command)
 
 
 @main.command(short_help="Score domains from arguments or files into JSON Lines or CSV.")
@@ -132,18 +148,7 @@ def main() -> None:
     help="Start at most N billed cold runs in this run; the inputs past the cap are "
     "reported as not attempted (cached scores do not count).",
 )
-@click.option(
-    "--api-key",
-    metavar="KEY",
-    envvar="KEPLER_API_KEY",
-    show_envvar=True,
-    help="The API key (default: $KEPLER_API_KEY). It is never printed.",
-)
-@click.option(
-    "--api-key-file",
-    type=click.Path(dir_okay=False, readable=True),
-    help="Read the API key from this file (its first line).",
-)
+@_key_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no summary.")
 def score(
     domains: tuple[str, ...],
@@ -440,18 +445,7 @@ def simulate(
     "those the API would serve cached. Each look is a metered cached call.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@click.option(
-    "--api-key",
-    metavar="KEY",
-    envvar="KEPLER_API_KEY",
-    show_envvar=True,
-    help="The API key (default: $KEPLER_API_KEY). It is never printed.",
-)
-@click.option(
-    "--api-key-file",
-    type=click.Path(dir_okay=False, readable=True),
-    help="Read the API key from this file (its first line).",
-)
+@_key_options
 def plan(
     domains: tuple[str, ...],
     files: tuple[str, ...],

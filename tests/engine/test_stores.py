@@ -5,45 +5,15 @@ reason, only where none can be started). Real time: a database is real I/O."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-import pytest_asyncio
 
 import kepler_async as ka
-from kepler_async import AsyncKepler, JobStore, PostgresJobStore, SQLiteJobStore
+from kepler_async import AsyncKepler, JobStore, PostgresJobStore
 from kepler_async._kepler._dialect import KEPLER_POLICY
 from kepler_async.testing import LIVE_KEY, SIM_BASE_URL, KeplerSimulator, asgi_transport
-
-StoreFactory = Callable[[], Any]
-
-
-@pytest_asyncio.fixture(params=["sqlite", "postgres"])
-async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
-    """Stores on one journal: each call is another process's view of it. All are
-    closed after the test."""
-    made: list[Any] = []
-    if request.param == "sqlite":
-        path = tmp_path / "journal.db"
-
-        def make() -> Any:
-            made.append(SQLiteJobStore(path))
-            return made[-1]
-    else:
-        dsn = request.getfixturevalue("postgres_dsn")
-        prefix = f"t{uuid.uuid4().hex[:12]}_"
-
-        def make() -> Any:
-            made.append(PostgresJobStore(dsn, prefix=prefix))
-            return made[-1]
-
-    yield make
-    for store in made:
-        await store.aclose()
+from tests.conftest import StoreFactory
 
 
 async def bound(store: JobStore) -> JobStore:

@@ -8,17 +8,14 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-import pytest_asyncio
 
 import kepler_async as ka
-from kepler_async import AsyncKepler, PostgresJobStore, SQLiteJobStore
+from kepler_async import AsyncKepler, SQLiteJobStore
 from kepler_async.testing import LIVE_KEY, KeplerSimulator, create_app, serve, simulated_client
+from tests.conftest import StoreFactory
 
 GROWTH = "ki_live_growth-plan-key-for-cache"  # its API serves scores up to 6 h old
 
@@ -30,44 +27,22 @@ def sim_with_old_score() -> KeplerSimulator:
     return sim
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgres"])
-async def journal(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Callable[[], Any]]:
-    """A maker of stores on one journal (each: another process's view of it)."""
-    made: list[Any] = []
-    if request.param == "sqlite":
-
-        def make() -> Any:
-            made.append(SQLiteJobStore(tmp_path / "journal.db"))
-            return made[-1]
-    else:
-        dsn = request.getfixturevalue("postgres_dsn")
-        prefix = f"c{uuid.uuid4().hex[:12]}_"
-
-        def make() -> Any:
-            made.append(PostgresJobStore(dsn, prefix=prefix))
-            return made[-1]
-
-    yield make
-    for store in made:
-        await store.aclose()
-
-
 def requests_of(sim: KeplerSimulator) -> int:
     return sum(sim.counters.requests.values())
 
 
 @pytest.mark.asyncio
 async def test_a_young_enough_score_is_served_from_the_journal(
-    journal: Callable[[], Any],
+    make_store: StoreFactory,
 ) -> None:
     sim = sim_with_old_score()
-    async with simulated_client(sim, GROWTH, journal=journal()) as first:
+    async with simulated_client(sim, GROWTH, journal=make_store()) as first:
         await first.score("stripe.com")  # POST -> 200: the two-hour-old score, journaled
         await first.aclose()
     before = requests_of(sim)
-    async with simulated_client(sim, GROWTH, journal=journal(), cache_max_age=3 * 3600) as second:
+    async with simulated_client(
+        sim, GROWTH, journal=make_store(), cache_max_age=3 * 3600
+    ) as second:
         score = await second.score("stripe.com")
         assert second.statistics().from_journal == 1
     assert requests_of(sim) == before  # not one request
@@ -75,12 +50,12 @@ async def test_a_young_enough_score_is_served_from_the_journal(
 
 
 @pytest.mark.asyncio
-async def test_an_older_score_is_asked_for_again(journal: Callable[[], Any]) -> None:
+async def test_an_older_score_is_asked_for_again(make_store: StoreFactory) -> None:
     sim = sim_with_old_score()
-    async with simulated_client(sim, GROWTH, journal=journal()) as first:
+    async with simulated_client(sim, GROWTH, journal=make_store()) as first:
         await first.score("stripe.com")
     posts = sim.counters.requests["POST /v1/score"]
-    async with simulated_client(sim, GROWTH, journal=journal(), cache_max_age=3600) as second:
+    async with simulated_client(sim, GROWTH, journal=make_store(), cache_max_age=3600) as second:
         await second.score("stripe.com")  # two hours old > one hour: ask the API
         assert second.statistics().from_journal == 0
         await second.score("stripe.com")  # journaled again now, still two hours old
@@ -132,23 +107,21 @@ OTHER_PROCESS = textwrap.dedent(
 def test_another_process_gets_the_score_with_no_request(tmp_path: Path) -> None:
     sim = sim_with_old_score()
     path = tmp_path / "journal.db"
-    with serve(create_app(sim)) as url:
-        here = subprocess.run(
+
+    def another_process(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-c", OTHER_PROCESS, url, str(path)],
             env={**os.environ, "KEPLER_API_KEY": GROWTH},
             capture_output=True,
             text=True,
             timeout=60,
         )
+
+    with serve(create_app(sim)) as url:
+        here = another_process(url)
         assert here.returncode == 0, here.stderr
         before = requests_of(sim)
-        there = subprocess.run(
-            [sys.executable, "-c", OTHER_PROCESS, url, str(path)],
-            env={**os.environ, "KEPLER_API_KEY": GROWTH},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        there = another_process(url)
     assert there.returncode == 0, there.stderr
     assert '"from_journal": 0' in here.stdout
     assert '"from_journal": 1' in there.stdout
