@@ -4,12 +4,19 @@ against each ``__all__``)."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import importlib
 import os
+import shutil
 import subprocess
 import sys
+import threading
+import urllib.request
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +64,113 @@ def test_the_readme_is_the_landing_page(site: Path) -> None:
     home = (site / "index.html").read_text(encoding="utf-8")
     assert "Quickstart" in home
     assert "Testing your code against the simulator" in home
+
+
+def test_every_page_is_built_with_its_title(site: Path) -> None:
+    docs = ROOT / "docs"
+    for page in sorted(docs.rglob("*.md")):
+        relative = page.relative_to(docs).with_suffix("")
+        built = site / ("index.html" if relative.name == "index" else relative / "index.html")
+        assert built.exists(), f"{page} was not built"
+        source = page.read_text(encoding="utf-8")
+        title = next((line[2:] for line in source.splitlines() if line.startswith("# ")), None)
+        if title is not None:  # pages that include a file whole take its title
+            assert title in built.read_text(encoding="utf-8"), f"{built} lacks {title!r}"
+
+
+@pytest.fixture(scope="module")
+def served(site: Path) -> Iterator[str]:
+    """The built site over HTTP on 127.0.0.1."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium through selenium (Debian's chromium and chromium-driver)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip("no chromium and chromedriver here (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingOptions", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    chrome.set_window_size(1280, 900)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+SECTIONS = [
+    "",
+    "get-started/",
+    "guides/web-services/",
+    "guides/testing/",
+    "reference/kepler_async/",
+    "reference/cli/",
+    "reference/configuration/",
+    "performance/",
+    "changelog/",
+]
+
+
+def test_the_site_in_a_browser(served: str, browser: Any, site: Path) -> None:
+    """The home page renders (a screenshot is kept for a person to look at), a page of
+    each section loads with no console error and no broken internal link, and search
+    finds ``DeadlineExceeded`` and leads to its reference entry."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as until
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(served + "/")
+    assert "kepler_async" in browser.title
+    assert browser.find_element(By.CSS_SELECTOR, "h1").text
+    shots = ROOT / ".docs-screenshots"
+    shots.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(shots / "home.png"))
+    print(f"\nthe home page, as a browser shows it: {shots / 'home.png'}")
+
+    checked: set[str] = set()
+    for section in SECTIONS:
+        browser.get(f"{served}/{section}")
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], (section, errors)
+        for link in browser.find_elements(By.CSS_SELECTOR, "a[href]"):
+            href = (link.get_attribute("href") or "").split("#")[0]
+            if href.startswith(served) and href not in checked:
+                checked.add(href)
+                with urllib.request.urlopen(href, timeout=10) as reply:
+                    assert reply.status == 200, href
+    assert len(checked) >= 15  # every page of the navigation, at least
+
+    browser.get(served + "/")
+    wait = WebDriverWait(browser, 20)
+    box = wait.until(until.element_to_be_clickable((By.CSS_SELECTOR, "input.md-search__input")))
+    box.click()
+    box.send_keys("DeadlineExceeded")
+    first = wait.until(
+        until.presence_of_element_located((By.CSS_SELECTOR, ".md-search-result__item a"))
+    )
+    target = first.get_attribute("href") or ""
+    browser.get(target)
+    assert "DeadlineExceeded" in browser.page_source
+    assert "reference" in target or "errors" in target, target
