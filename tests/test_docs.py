@@ -126,6 +126,8 @@ SECTIONS = [
     "get-started/",
     "guides/web-services/",
     "guides/testing/",
+    "guides/troubleshooting/",
+    "explanations/engine/",
     "reference/kepler_async/",
     "reference/cli/",
     "reference/configuration/",
@@ -221,3 +223,41 @@ def test_every_python_block_on_the_site_is_one_the_readme_test_runs() -> None:
     for page in sorted((ROOT / "docs").rglob("*.md")):
         for block in blocks.findall(_expanded(page)):
             assert block in readme, f"{page}: a Python block no test runs:\n{block[:200]}"
+
+
+def test_the_command_line_examples_run_as_written(tmp_path: Path) -> None:
+    """The README's (and so the site's) shell examples of ``kepler-async score``, run
+    as written in a shell, against the simulator: the key and the origin come from the
+    environment, as the example's ``export`` sets them (a real key is not needed)."""
+    from kepler_async.testing import LIVE_KEY, KeplerSimulator, create_app, serve
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if "score -f" in b]
+    commands = [line for line in block.splitlines() if line and not line.startswith("export ")]
+    sim = KeplerSimulator(seed=30, failure_mix={})
+    domains = ["stripe.com", "plaid.com", "ramp.com"]
+    for domain in domains:
+        sim.seed_score(domain, age=60)  # answered at once: no cold run to wait for
+    (tmp_path / "domains.txt").write_text("\n".join(domains) + "\n")
+    scripts = Path(sys.executable).parent
+    with serve(create_app(sim)) as url:
+        env = {
+            **os.environ,
+            "KEPLER_API_KEY": LIVE_KEY,
+            "KEPLER_BASE_URL": url,
+            "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        for command in commands:
+            run = subprocess.run(
+                command,
+                shell=True,
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert run.returncode == 0, (command, run.stderr[-2000:])
+    assert (tmp_path / "scores.jsonl").read_text().count("\n") == 3
+    assert (tmp_path / "scores.csv").read_text().count("\n") == 4  # a header and 3 rows
+    assert (tmp_path / "run.db").exists()
