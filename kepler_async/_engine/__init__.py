@@ -11,12 +11,17 @@ Layers, from the bottom; a module imports only from layers below its own
 1. Parts that know none of the others: ``_dialect`` (the ``Dialect`` protocol and
    the states its classifiers return), ``_stats`` (counts and ``EngineStatistics``),
    ``_adaptive`` (how long jobs take), ``_secrets`` (keys masked in every text),
-   ``wires/`` (what moves the bytes: httpx, aiohttp) and ``stores/`` (the journal's
-   contract, SQLite, PostgreSQL; the columns in one table).
-2. ``_http``: the one HTTP boundary (headers, error tree, retries, bounded reads, no
-   redirects), sending through a wire; ``_spec``: ``ApiSpec``, each API's key, origin,
-   auth header and error mapping; ``_kit``: helpers dialects share; ``_backlog``:
-   journal writes that wait out an outage.
+   ``_progress`` (``JobEvent``, ``BatchProgress``: the engine seen from outside),
+   ``_cap`` (a fan-out's cap on billed runs), ``wires/`` (what moves the bytes: httpx,
+   with its ``PromisingPool``, and aiohttp) and ``stores/`` (the journal's contract,
+   SQLite, PostgreSQL; the columns in one table).
+2. ``_telemetry`` (``Telemetry``: a client's spans, metrics and event hook, through
+   OpenTelemetry's global providers) and ``_traced`` (the hooks the engine calls:
+   a public call's span, one HTTP attempt observed, a job's end); ``_http``: the one
+   HTTP boundary (headers, error tree, retries, bounded reads, no redirects), sending
+   through a wire, its httpx error mapping in ``_http_errors``; ``_spec``:
+   ``ApiSpec``, each API's key, origin, auth header and error mapping; ``_kit``:
+   helpers dialects share; ``_backlog``: journal writes that wait out an outage.
 3. ``_record``: ``JobRecord`` (the engine's record of one job) and ``JobOwner`` (what
    the scheduler and the handles need from whoever owns a record).
 4. Built on records: ``_handle`` (``JobHandle``, a caller's view), ``_poll`` (what one

@@ -59,7 +59,8 @@ _JOB_BUCKETS = (1, 5, 10, 20, 30, 45, 60, 75, 90, 120, 150, 180, 240, 300)
 _POLL_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
 
 #: name: (instrument, unit, description): what the engine reports (no job ids, keys
-#: or subjects among the attributes: low cardinality).
+#: or subjects among the attributes: low cardinality). The instruments are made from
+#: this table; a histogram's buckets come from ``_BUCKETS``.
 METRICS = {
     "http.client.request.duration": ("histogram", "s", "Duration of HTTP client requests."),
     "kepler_async.job.duration": ("histogram", "s", "From submit to result, per job."),
@@ -68,10 +69,16 @@ METRICS = {
     "kepler_async.submits": (
         "counter",
         "{submit}",
-        "Submits by outcome: inline, accepted, throttled, uncertain, refused.",
+        "Submits by outcome: inline, accepted, throttled, uncertain, refused, journal.",
     ),
     "kepler_async.jobs.started": ("counter", "{job}", "Jobs the API accepted (cold runs)."),
     "kepler_async.deadlines_exceeded": ("counter", "{job}", "Jobs failed at their deadline."),
+}
+
+_BUCKETS = {
+    "http.client.request.duration": _HTTP_BUCKETS,
+    "kepler_async.job.duration": _JOB_BUCKETS,
+    "kepler_async.job.polls": _POLL_BUCKETS,
 }
 
 #: Set while a traced public call runs, so that a call it makes (``score`` calls
@@ -100,6 +107,15 @@ def _silent_providers() -> tuple[tuple[type, ...], tuple[type, ...]]:
     except ImportError:  # pragma: no cover - moved in a later release: report anyway
         pass
     return tracers, meters
+
+
+def _instrument(meter: Any, name: str) -> Any:
+    """The instrument ``METRICS`` describes for ``name``."""
+    kind, unit, description = METRICS[name]
+    extra = {}
+    if name in _BUCKETS:
+        extra["explicit_bucket_boundaries_advisory"] = list(_BUCKETS[name])
+    return getattr(meter, f"create_{kind}")(name, unit=unit, description=description, **extra)
 
 
 class HttpCall:
@@ -147,42 +163,14 @@ class Telemetry:
         self._look_again_at = 0.0
         self._tracer = otel_trace.get_tracer("kepler_async", __version__)
         meter = otel_metrics.get_meter("kepler_async", __version__)
-        self._http_duration = meter.create_histogram(
-            "http.client.request.duration",
-            unit="s",
-            description=METRICS["http.client.request.duration"][2],
-            explicit_bucket_boundaries_advisory=list(_HTTP_BUCKETS),
-        )
-        self._job_duration = meter.create_histogram(
-            "kepler_async.job.duration",
-            unit="s",
-            description=METRICS["kepler_async.job.duration"][2],
-            explicit_bucket_boundaries_advisory=list(_JOB_BUCKETS),
-        )
-        self._pending = meter.create_up_down_counter(
-            "kepler_async.jobs.pending",
-            unit="{job}",
-            description=METRICS["kepler_async.jobs.pending"][2],
-        )
-        self._polls = meter.create_histogram(
-            "kepler_async.job.polls",
-            unit="{poll}",
-            description=METRICS["kepler_async.job.polls"][2],
-            explicit_bucket_boundaries_advisory=list(_POLL_BUCKETS),
-        )
-        self._submits = meter.create_counter(
-            "kepler_async.submits", unit="{submit}", description=METRICS["kepler_async.submits"][2]
-        )
-        self._started = meter.create_counter(
-            "kepler_async.jobs.started",
-            unit="{job}",
-            description=METRICS["kepler_async.jobs.started"][2],
-        )
-        self._deadlines = meter.create_counter(
-            "kepler_async.deadlines_exceeded",
-            unit="{job}",
-            description=METRICS["kepler_async.deadlines_exceeded"][2],
-        )
+        made = {name: _instrument(meter, name) for name in METRICS}
+        self._http_duration = made["http.client.request.duration"]
+        self._job_duration = made["kepler_async.job.duration"]
+        self._pending = made["kepler_async.jobs.pending"]
+        self._polls = made["kepler_async.job.polls"]
+        self._submits = made["kepler_async.submits"]
+        self._started = made["kepler_async.jobs.started"]
+        self._deadlines = made["kepler_async.deadlines_exceeded"]
         self._api_attributes = {"kepler_async.api": api}
 
     # --- is anyone listening -------------------------------------------------------

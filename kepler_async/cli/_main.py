@@ -70,17 +70,22 @@ def _key_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def _input_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """DOMAIN... and ``-f FILE``: the inputs of every command that reads domains."""
+    command = click.option(
+        "-f",
+        "--file",
+        "files",
+        multiple=True,
+        metavar="FILE",
+        help="Read domains from FILE, one per line ('-' for standard input). Blank lines "
+        "and lines starting with # are skipped.",
+    )(command)
+    return click.argument("domains", nargs=-1)(command)
+
+
 @main.command(short_help="Score domains from arguments or files into JSON Lines or CSV.")
-@click.argument("domains", nargs=-1)
-@click.option(
-    "-f",
-    "--file",
-    "files",
-    multiple=True,
-    metavar="FILE",
-    help="Read domains from FILE, one per line ('-' for standard input). Blank lines "
-    "and lines starting with # are skipped.",
-)
+@_input_options
 @click.option("-o", "--out", metavar="PATH", help="Write rows to PATH instead of stdout.")
 @click.option(
     "--format",
@@ -427,15 +432,7 @@ def simulate(
 
 
 @main.command(short_help="Say what scoring the domains would cost, sending nothing billed.")
-@click.argument("domains", nargs=-1)
-@click.option(
-    "-f",
-    "--file",
-    "files",
-    multiple=True,
-    metavar="FILE",
-    help="Read domains from FILE, as `score` does ('-' for standard input).",
-)
+@_input_options
 @click.option("--journal", metavar="PATH|DSN", help="The journal a `score` run would use.")
 @click.option("--base-url", metavar="URL", help="The API's origin (default: the real API's).")
 @click.option(

@@ -51,13 +51,10 @@ class Tally:
         return self.scored + self.failed + self.not_attempted
 
     def add(self, outcome: ScoreOutcome) -> None:
-        if outcome.status == "scored":
-            self.scored += 1
-        elif outcome.status == "failed":
-            self.failed += 1
+        """Note why an input did not score (the counts come from ``batch.progress()``)."""
+        if outcome.status == "failed":
             self.errors[type(outcome.error).__name__] += 1
-        else:
-            self.not_attempted += 1
+        elif outcome.status == "not_attempted":
             self.errors["not attempted"] += 1
 
     def line(self, room: int | None = None) -> str:

@@ -203,6 +203,37 @@ async def test_each_fan_out_input_has_a_span_with_its_requests_under_it(
     assert by_parent[items["stripe.com"].context.span_id] == ["POST /v1/score"]  # cached
 
 
+async def test_closing_while_300_callers_wait_ends_every_span_and_count(
+    recorded: Recorded,
+) -> None:
+    """``aclose()`` with 300 callers waiting on cold jobs, the SDK recording: each
+    caller's span ends with ``ClientClosed``, the pending gauge returns to 0."""
+    sim = KeplerSimulator(seed=4, failure_mix={}, per_key_cold_per_hour=None)
+    errors: list[BaseException] = []
+    async with virtual_time():
+        kepler = simulated_client(sim)
+        async with kepler:
+
+            async def wait_for(n: int) -> None:
+                try:
+                    await kepler.score(f"waiting-{n:03d}.com")
+                except ka.KeplerError as error:
+                    errors.append(error)
+
+            async with anyio.create_task_group() as tg:
+                for n in range(300):
+                    tg.start_soon(wait_for, n)
+                await anyio.wait_all_tasks_blocked()  # every submit answered, polls due
+                assert sim.counters.total_cold_runs == 300
+                await kepler.aclose()
+    assert len(errors) == 300
+    assert all(isinstance(error, ka.ClientClosed) for error in errors)
+    scores = [s for s in recorded.spans() if s.name == "kepler score"]
+    assert len(scores) == 300
+    assert {dict(s.attributes or {})["error.type"] for s in scores} == {"ClientClosed"}
+    assert recorded.metrics()["kepler_async.jobs.pending"] == [({"kepler_async.api": "kepler"}, 0)]
+
+
 def test_with_no_provider_set_nothing_is_recorded_or_built() -> None:
     telemetry = Telemetry("kepler", "https://api.example.com")
     assert telemetry.enabled  # installed, not turned off
